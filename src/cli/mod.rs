@@ -1,0 +1,92 @@
+//! The `perfsync` command line. Each subcommand is a small function returning an exit code:
+//! 0 ok, 1 the input is invalid, 2 usage or environment error (DESIGN.md section 6).
+
+mod output;
+mod render;
+mod validate;
+
+use crate::config::{Config, ConfigError};
+use crate::spec::schema::{schema_json, SchemaKind};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "perfsync", version, about = "GitOps for k6 load tests")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every test and template of a repository against the schema and the policy.
+    Validate {
+        /// Daemon config holding the policy; without it targets and limits are not checked.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Root of the test repository.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Print the JSON Schema of a document kind.
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaKind::Perftest)]
+        kind: SchemaKind,
+    },
+    /// Print the Kubernetes objects perfsync would create for a test: `render [PATH] TEST`.
+    Render {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `[PATH] TEST`: the repository root (default `.`) and the test's name.
+        #[arg(num_args = 1..=2, required = true, value_names = ["PATH", "TEST"])]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Github,
+}
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_INVALID: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { config, format, path } => validate::run(config.as_deref(), format, &path),
+        Command::Schema { kind } => {
+            print!("{}", schema_json(kind));
+            EXIT_OK
+        }
+        Command::Render { config, args } => {
+            let (path, test) = match args.as_slice() {
+                [test] => (PathBuf::from("."), test.clone()),
+                [path, test] => (PathBuf::from(path), test.clone()),
+                _ => {
+                    eprintln!("error: usage: perfsync render [--config FILE] [PATH] TEST");
+                    return EXIT_USAGE;
+                }
+            };
+            render::run(config.as_deref(), &path, &test)
+        }
+    }
+}
+
+/// Loads the config when one is given; errors are printed and turned into exit code 2.
+fn load_config(path: Option<&Path>) -> Result<Option<Config>, i32> {
+    match path.map(Config::load).transpose() {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            match &e {
+                ConfigError::Invalid(d) => eprintln!("error: invalid config: {d}"),
+                other => eprintln!("error: {other}"),
+            }
+            Err(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,121 @@
+use crate::spec::allowlist::Allowlist;
+use crate::spec::duration::KDuration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What tests may do: which targets, how hard, how long. The default allows no target at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Policy {
+    /// URL patterns (`https://*.staging.example.com`, `http://api.internal:8080`) and CIDRs
+    /// (`http://10.20.0.0/16`); scheme and port must match when the pattern gives them.
+    #[serde(default)]
+    pub allowed_targets: Vec<String>,
+    #[serde(default = "d_max_vus", rename = "maxVUs")]
+    pub max_vus: u32,
+    #[serde(default = "d_max_duration")]
+    pub max_duration: KDuration,
+    #[serde(default = "d_max_parallelism")]
+    pub max_parallelism: u32,
+    #[serde(default = "d_max_concurrent_runs")]
+    pub max_concurrent_runs: u32,
+    /// A ConfigMap holds at most 1 MiB, spec and scripts together.
+    #[serde(default = "d_max_bundle_bytes")]
+    pub max_bundle_bytes: u64,
+    #[serde(default = "d_default_timeout")]
+    pub default_timeout: KDuration,
+    /// The longest `timeout` a test may ask for.
+    #[serde(default = "d_max_timeout")]
+    pub max_timeout: KDuration,
+    #[serde(default)]
+    pub regression_tolerance: RegressionTolerance,
+}
+
+/// How much worse than its baseline a run may be before it is flagged as a regression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegressionTolerance {
+    /// Allowed p95 increase, in percent.
+    #[serde(default = "d_p95_percent")]
+    pub p95_percent: f64,
+    /// Allowed error-rate increase, in percentage points.
+    #[serde(default = "d_error_rate_points")]
+    pub error_rate_points: f64,
+}
+
+fn d_max_vus() -> u32 {
+    2000
+}
+fn d_max_duration() -> KDuration {
+    KDuration::from_secs(3600)
+}
+fn d_max_parallelism() -> u32 {
+    10
+}
+fn d_max_concurrent_runs() -> u32 {
+    3
+}
+fn d_max_bundle_bytes() -> u64 {
+    900_000
+}
+fn d_default_timeout() -> KDuration {
+    KDuration::from_secs(3600)
+}
+fn d_max_timeout() -> KDuration {
+    KDuration::from_secs(2 * 3600)
+}
+fn d_p95_percent() -> f64 {
+    10.0
+}
+fn d_error_rate_points() -> f64 {
+    1.0
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allowed_targets: Vec::new(),
+            max_vus: d_max_vus(),
+            max_duration: d_max_duration(),
+            max_parallelism: d_max_parallelism(),
+            max_concurrent_runs: d_max_concurrent_runs(),
+            max_bundle_bytes: d_max_bundle_bytes(),
+            default_timeout: d_default_timeout(),
+            max_timeout: d_max_timeout(),
+            regression_tolerance: RegressionTolerance::default(),
+        }
+    }
+}
+
+impl Default for RegressionTolerance {
+    fn default() -> Self {
+        RegressionTolerance {
+            p95_percent: d_p95_percent(),
+            error_rate_points: d_error_rate_points(),
+        }
+    }
+}
+
+impl Policy {
+    pub fn allowlist(&self) -> Result<Allowlist, String> {
+        Allowlist::parse(&self.allowed_targets).map_err(|e| format!("policy.allowedTargets: {e}"))
+    }
+
+    /// Checks what serde cannot: patterns parse, limits are usable.
+    pub fn check(&self) -> Result<(), String> {
+        self.allowlist()?;
+        if self.max_bundle_bytes > 1024 * 1024 {
+            return Err(format!(
+                "policy.maxBundleBytes is {}; a ConfigMap holds at most 1048576 bytes",
+                self.max_bundle_bytes
+            ));
+        }
+        if self.max_parallelism == 0 || self.max_concurrent_runs == 0 || self.max_vus == 0 {
+            return Err("policy.maxVUs, maxParallelism and maxConcurrentRuns must be at least 1".into());
+        }
+        if self.default_timeout > self.max_timeout {
+            return Err("policy.defaultTimeout is longer than policy.maxTimeout".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,441 @@
+//! From a repository snapshot to the set of tests and templates, each valid (with its bundle
+//! and revision) or reported. One bad test never hides or blocks another.
+
+use super::bundle::{self, Bundle, SPEC_FILES, TEMPLATE_FILES};
+use super::checks::{check_scripts, check_spec, PolicyCheck, SpecSource};
+use super::diagnostic::{Code, Diagnostic, Pos};
+use super::locate::Seg;
+use super::model::{PerfTemplate, PerfTest, API_VERSION, KIND_TEMPLATE, KIND_TEST};
+use super::parse::{self, Doc};
+use super::revision::revision;
+use super::template;
+use crate::config::{Layout, Policy};
+use crate::source::tree::{is_within, join, parent, Tree};
+use std::collections::BTreeMap;
+
+/// Spec files over this size are refused before parsing.
+pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ResolvedTest {
+    /// The spec as it will run: template parameters filled in with their defaults.
+    pub test: PerfTest,
+    /// The folder holding the test's spec, relative to the repository root.
+    pub dir: String,
+    pub bundle: Bundle,
+    pub revision: String,
+    /// The template it renders, if any.
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TestEntry {
+    /// `None` when the spec did not parse far enough to have one.
+    pub name: Option<String>,
+    pub file: String,
+    /// `None` when the test is invalid; its errors are in [`Catalog::diagnostics`].
+    pub resolved: Option<ResolvedTest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolvedTemplate {
+    pub template: PerfTemplate,
+    pub dir: String,
+    /// The template folder's files, keyed relative to it, unrendered.
+    pub files: Bundle,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateEntry {
+    pub name: Option<String>,
+    pub file: String,
+    pub resolved: Option<ResolvedTemplate>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub tests: Vec<TestEntry>,
+    pub templates: Vec<TemplateEntry>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Catalog {
+    pub fn is_valid(&self) -> bool {
+        self.diagnostics.is_empty()
+    }
+    pub fn valid_tests(&self) -> impl Iterator<Item = &ResolvedTest> {
+        self.tests.iter().filter_map(|t| t.resolved.as_ref())
+    }
+    pub fn test(&self, name: &str) -> Option<&TestEntry> {
+        self.tests.iter().find(|t| t.name.as_deref() == Some(name))
+    }
+}
+
+pub struct Options<'a> {
+    pub layout: &'a Layout,
+    /// `None`: no policy, so targets and limits are not checked (`perfsync validate` without config).
+    pub policy: Option<&'a Policy>,
+}
+
+/// DNS-1123 label of at most 40 characters (room for the suffixes of object names).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else if name.len() > 40 {
+        Err(format!("name `{name}` is {} characters long; use at most 40", name.len()))
+    } else {
+        Err(format!(
+            "name `{name}` is not a DNS-1123 label; use lowercase letters, digits and `-`, starting and ending with a letter or digit"
+        ))
+    }
+}
+
+pub fn build(tree: &Tree, opts: &Options) -> Catalog {
+    // An invalid allowlist is refused when the config loads; should one get here, it allows nothing.
+    let allowlist = opts.policy.map(|p| p.allowlist().unwrap_or_default());
+    let policy = opts.policy.zip(allowlist.as_ref()).map(|(policy, allowlist)| PolicyCheck { policy, allowlist });
+    let mut cat = Catalog::default();
+    let templates = load_templates(tree, opts.layout, policy.as_ref(), &mut cat);
+    load_tests(tree, opts.layout, policy.as_ref(), &templates, &mut cat);
+    cat.diagnostics.sort_by(|a, b| (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code)));
+    cat.diagnostics.dedup();
+    cat
+}
+
+fn spec_files<'a>(tree: &'a Tree, dir: &'a str, names: &'a [&str]) -> impl Iterator<Item = &'a str> + 'a {
+    tree.under(dir)
+        .map(|(p, _)| p)
+        .filter(move |p| names.contains(&bundle::file_name(p)))
+}
+
+/// Reads a spec file and yields each document of the expected kind; the rest is reported.
+fn for_each_doc(
+    tree: &Tree,
+    file: &str,
+    kind: &str,
+    diags: &mut Vec<Diagnostic>,
+    mut each: impl FnMut(Doc, &mut Vec<Diagnostic>),
+) {
+    let bytes = match bundle::read(tree, file, parent(file)) {
+        Ok(b) => b,
+        Err(d) => return diags.push(d),
+    };
+    if bytes.len() > MAX_SPEC_BYTES {
+        return diags.push(Diagnostic::new(file, Pos::START, Code::LimitExceeded, format!(
+            "the spec file is {} bytes; spec files are limited to {MAX_SPEC_BYTES} bytes, so keep data in the bundle instead", bytes.len()
+        )));
+    }
+    let text = match parse::utf8(file, &bytes) {
+        Ok(t) => t,
+        Err(d) => return diags.push(d),
+    };
+    for doc in parse::split_documents(text) {
+        let header = match parse::read_kind(file, doc) {
+            Ok(h) => h,
+            Err(d) => {
+                diags.push(d);
+                continue;
+            }
+        };
+        let at = |seg: &str| super::locate::locate(doc.text, doc.first_line, &[Seg::Key(seg)]);
+        if header.kind.as_deref() != Some(kind) {
+            let found = header.kind.as_deref().unwrap_or("nothing");
+            let hint = match header.kind.as_deref() {
+                Some(KIND_TEMPLATE) => " (templates belong in the templates folder, in template.yaml)",
+                Some(KIND_TEST) => " (tests belong in the tests folder, in perftest.yaml)",
+                _ => "",
+            };
+            diags.push(Diagnostic::new(file, at("kind"), Code::Schema, format!("expected `kind: {kind}`, found {found}{hint}")));
+            continue;
+        }
+        if header.api_version.as_deref() != Some(API_VERSION) {
+            diags.push(Diagnostic::new(file, at("apiVersion"), Code::Schema, format!(
+                "apiVersion must be `{API_VERSION}`, found {}", header.api_version.as_deref().unwrap_or("nothing")
+            )));
+            continue;
+        }
+        each(doc, diags);
+    }
+}
+
+fn load_templates(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>, cat: &mut Catalog) -> BTreeMap<String, (String, Option<ResolvedTemplate>)> {
+    let mut by_name: BTreeMap<String, (String, Option<ResolvedTemplate>)> = BTreeMap::new();
+    let files: Vec<&str> = spec_files(tree, &layout.templates_dir, &TEMPLATE_FILES).collect();
+    for file in files {
+        let dir = parent(file).to_string();
+        let mut seen_in_file = false;
+        for_each_doc(tree, file, KIND_TEMPLATE, &mut cat.diagnostics, |doc, diags| {
+            let src = SpecSource { file, doc };
+            let tpl: PerfTemplate = match parse::typed(file, doc) {
+                Ok(t) => t,
+                Err(d) => {
+                    diags.push(d);
+                    cat.templates.push(TemplateEntry { name: None, file: file.to_string(), resolved: None });
+                    return;
+                }
+            };
+            let name = tpl.metadata.name.clone();
+            let mut errs = Vec::new();
+            if seen_in_file {
+                errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::Schema, format!(
+                    "a folder holds one PerfTemplate; move `{name}` to a folder of its own"
+                )));
+            }
+            seen_in_file = true;
+            if let Err(e) = check_name(&name) {
+                errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::Schema, e));
+            }
+            if let Some((other, _)) = by_name.get(&name) {
+                errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::DuplicateName, format!(
+                    "template name `{name}` is already used by {other}; rename one of them"
+                )));
+            }
+            let resolved = resolve_template(tree, &src, tpl, &dir, policy, &mut errs);
+            let valid = errs.is_empty();
+            diags.extend(errs);
+            let resolved = resolved.filter(|_| valid);
+            by_name.entry(name.clone()).or_insert_with(|| (file.to_string(), resolved.clone()));
+            cat.templates.push(TemplateEntry { name: Some(name), file: file.to_string(), resolved });
+        });
+    }
+    by_name
+}
+
+fn resolve_template(tree: &Tree, src: &SpecSource, tpl: PerfTemplate, dir: &str, policy: Option<&PolicyCheck>, errs: &mut Vec<Diagnostic>) -> Option<ResolvedTemplate> {
+    use Seg::Key;
+    let mut files = Bundle::default();
+    bundle::collect(tree, dir, &[], "", &mut files, errs);
+    let script_path = match join(dir, &tpl.spec.script).filter(|p| is_within(p, dir)) {
+        Some(p) => p,
+        None => {
+            errs.push(src.diag(&[Key("spec"), Key("script")], Code::PathEscape, format!(
+                "script `{}` leads outside the template's folder; keep it inside {dir}", tpl.spec.script
+            )));
+            return None;
+        }
+    };
+    let key = script_path[dir.len() + 1..].to_string();
+    let Some(script) = files.files.get(&key).cloned() else {
+        if tree.get(&script_path).is_none() {
+            errs.push(src.diag(&[Key("spec"), Key("script")], Code::ScriptMissing, format!(
+                "script `{}` does not exist in {dir}; add it or fix the path", tpl.spec.script
+            )));
+        }
+        return None;
+    };
+    files.entry = key;
+    let text = String::from_utf8_lossy(&script);
+    let mut used = std::collections::BTreeSet::new();
+    for r in template::references(&text) {
+        let pos = super::diagnostic::pos_of_offset(&text, r.offset);
+        if r.unclosed || !r.valid {
+            errs.push(Diagnostic::new(&script_path, pos, Code::TemplateParam, format!(
+                "`${{{}` is not a template parameter; write `$${{` for a literal `${{` (a JavaScript template literal)", r.name
+            )));
+        } else if !tpl.spec.params.contains_key(&r.name) {
+            errs.push(Diagnostic::new(&script_path, pos, Code::TemplateParam, format!(
+                "`${{{}}}` is not declared; add `{}` under spec.params in {}", r.name, r.name, src.file
+            )));
+        } else {
+            used.insert(r.name);
+        }
+    }
+    if let Some(desc) = &tpl.spec.description {
+        used.extend(template::references(desc).into_iter().filter(|r| r.valid).map(|r| r.name));
+    }
+    for name in tpl.spec.params.keys() {
+        if !used.contains(name) {
+            errs.push(src.diag(&[Key("spec"), Key("params"), Key(name)], Code::TemplateParam, format!(
+                "parameter `{name}` is declared but never used in the script or description; use it as `${{{name}}}` or remove it"
+            )));
+        }
+    }
+    check_scripts(&files, policy.map(|p| p.allowlist), "", errs);
+    // Re-point script findings (keyed relative to the folder) at repository paths.
+    Some(ResolvedTemplate { template: tpl, dir: dir.to_string(), files })
+}
+
+fn load_tests(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>, templates: &BTreeMap<String, (String, Option<ResolvedTemplate>)>, cat: &mut Catalog) {
+    let files: Vec<&str> = spec_files(tree, &layout.tests_dir, &SPEC_FILES).collect();
+    let test_dirs: Vec<&str> = files.iter().map(|f| parent(f)).collect();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for file in &files {
+        let dir = parent(file);
+        let nested: Vec<&str> = test_dirs.iter().copied().filter(|d| *d != dir && is_within(d, dir)).collect();
+        let mut seen_in_file = false;
+        for_each_doc(tree, file, KIND_TEST, &mut cat.diagnostics, |doc, diags| {
+            let src = SpecSource { file, doc };
+            let test: PerfTest = match parse::typed(file, doc) {
+                Ok(t) => t,
+                Err(d) => {
+                    diags.push(d);
+                    cat.tests.push(TestEntry { name: None, file: file.to_string(), resolved: None });
+                    return;
+                }
+            };
+            let name = test.metadata.name.clone();
+            let mut errs = Vec::new();
+            let name_at = [Seg::Key("metadata"), Seg::Key("name")];
+            if seen_in_file {
+                errs.push(src.diag(&name_at, Code::Schema, format!(
+                    "a folder holds one PerfTest; move `{name}` to a folder of its own"
+                )));
+            }
+            seen_in_file = true;
+            if let Err(e) = check_name(&name) {
+                errs.push(src.diag(&name_at, Code::Schema, e));
+            }
+            match names.get(&name) {
+                Some(other) => errs.push(src.diag(&name_at, Code::DuplicateName, format!(
+                    "test name `{name}` is already used by {other}; rename one of them"
+                ))),
+                None => {
+                    names.insert(name.clone(), file.to_string());
+                }
+            }
+            let resolved = resolve_test(tree, &src, test, dir, &nested, policy, templates, &mut errs);
+            let valid = errs.is_empty();
+            diags.extend(errs);
+            cat.tests.push(TestEntry { name: Some(name), file: file.to_string(), resolved: resolved.filter(|_| valid) });
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn resolve_test(
+    tree: &Tree,
+    src: &SpecSource,
+    mut test: PerfTest,
+    dir: &str,
+    nested: &[&str],
+    policy: Option<&PolicyCheck>,
+    templates: &BTreeMap<String, (String, Option<ResolvedTemplate>)>,
+    errs: &mut Vec<Diagnostic>,
+) -> Option<ResolvedTest> {
+    use Seg::Key;
+    let mut bundle = Bundle::default();
+    bundle::collect(tree, dir, nested, "", &mut bundle, errs);
+    let mut template_name = None;
+    let mut skip_urls_in = String::new();
+    match (&test.spec.script, &test.spec.template) {
+        (Some(_), Some(_)) | (None, None) => {
+            errs.push(src.diag(&[Key("spec")], Code::Schema, "set exactly one of spec.script and spec.template"));
+        }
+        (Some(script), None) => match join(dir, script).filter(|p| is_within(p, dir) && !nested.iter().any(|n| is_within(p, n))) {
+            None => errs.push(src.diag(&[Key("spec"), Key("script")], Code::PathEscape, format!(
+                "script `{script}` leads outside the test's folder {dir}; keep the script inside it"
+            ))),
+            Some(path) => {
+                let key = path[dir.len() + 1..].to_string();
+                if bundle.files.contains_key(&key) {
+                    bundle.entry = key;
+                } else if tree.get(&path).is_none() {
+                    errs.push(src.diag(&[Key("spec"), Key("script")], Code::ScriptMissing, format!(
+                        "script `{script}` does not exist in {dir}; add it or fix the path"
+                    )));
+                }
+            }
+        },
+        (None, Some(tref)) => {
+            let name = tref.name.clone();
+            let at = [Key("spec"), Key("template"), Key("name")];
+            match templates.get(&name) {
+                None => {
+                    let hint = templates
+                        .keys()
+                        .map(|k| (strsim::jaro_winkler(&name, k), k))
+                        .filter(|(s, _)| *s > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map_or(String::new(), |(_, k)| format!(" did you mean `{k}`?"));
+                    errs.push(src.diag(&at, Code::TemplateUnknown, format!("template `{name}` does not exist.{hint}")));
+                }
+                Some((file, None)) => errs.push(src.diag(&at, Code::TemplateUnknown, format!(
+                    "template `{name}` in {file} is invalid; fix its errors first"
+                ))),
+                Some((_, Some(tpl))) => {
+                    let values = template_values(src, tref, tpl, policy, errs);
+                    let prefix = format!("_template/{name}/");
+                    for (key, bytes) in &tpl.files.files {
+                        let content: std::sync::Arc<[u8]> = if *key == tpl.files.entry {
+                            template::substitute(&String::from_utf8_lossy(bytes), &values).into_bytes().into()
+                        } else {
+                            bytes.clone()
+                        };
+                        bundle.files.insert(format!("{prefix}{key}"), content);
+                        bundle.origin.insert(format!("{prefix}{key}"), format!("{}/{key}", tpl.dir));
+                    }
+                    bundle.entry = format!("{prefix}{}", tpl.files.entry);
+                    if let Some(t) = test.spec.template.as_mut() {
+                        t.params = values;
+                    }
+                    template_name = Some(name);
+                    skip_urls_in = prefix;
+                }
+            }
+        }
+    }
+    check_spec(src, &test, policy, errs);
+    check_scripts(&bundle, policy.map(|p| p.allowlist), &skip_urls_in, errs);
+    if let Some(p) = policy {
+        let size = bundle.total_bytes();
+        if size > p.policy.max_bundle_bytes {
+            errs.push(src.diag(&[Key("metadata"), Key("name")], Code::LimitExceeded, format!(
+                "the bundle holds {size} bytes, over the policy's maxBundleBytes of {}; move large data out of the test's folder", p.policy.max_bundle_bytes
+            )));
+        }
+    }
+    if !errs.is_empty() || bundle.entry.is_empty() {
+        return None;
+    }
+    let revision = revision(&test, &bundle);
+    Some(ResolvedTest { test, dir: dir.to_string(), bundle, revision, template: template_name })
+}
+
+/// The template's parameters for one test: defaults overlaid with the test's values.
+fn template_values(src: &SpecSource, tref: &super::model::TemplateRef, tpl: &ResolvedTemplate, policy: Option<&PolicyCheck>, errs: &mut Vec<Diagnostic>) -> BTreeMap<String, String> {
+    use Seg::Key;
+    let declared = &tpl.template.spec.params;
+    let mut values = BTreeMap::new();
+    for (name, spec) in declared {
+        match (tref.params.get(name), &spec.default) {
+            (Some(v), _) => {
+                values.insert(name.clone(), v.clone());
+            }
+            (None, Some(d)) => {
+                values.insert(name.clone(), d.clone());
+            }
+            (None, None) if spec.required => errs.push(src.diag(&[Key("spec"), Key("template")], Code::TemplateParam, format!(
+                "template `{}` requires parameter `{name}`; add it under spec.template.params", tref.name
+            ))),
+            (None, None) => {
+                values.insert(name.clone(), String::new());
+            }
+        }
+    }
+    for (name, value) in &tref.params {
+        let at = [Key("spec"), Key("template"), Key("params"), Key(name)];
+        if !declared.contains_key(name) {
+            let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+            errs.push(src.diag(&at, Code::TemplateParam, format!(
+                "template `{}` has no parameter `{name}`; its parameters are: {}", tref.name, known.join(", ")
+            )));
+        }
+        if let Some(p) = policy {
+            for url in super::script_scan::urls(&format!("\"{value}\"")).into_iter().filter(|u| !u.dynamic_host) {
+                if let Ok(t) = super::allowlist::normalize(&url.url) {
+                    if !p.allowlist.allows(&t) {
+                        errs.push(src.diag(&at, Code::TargetNotAllowed, format!(
+                            "parameter `{name}`: `{}` (host {t}) is outside the policy's allowedTargets", url.url
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    values
+}
