@@ -115,13 +115,15 @@ fn inline_rest<'a>(head: Line<'a>, seg: &Seg) -> Option<Line<'a>> {
 /// Position of `needle` inside the block under `path`, for values in flow style.
 pub fn locate_text(text: &str, first_line: usize, path: &[Seg], needle: &str) -> Pos {
     let base = locate(text, first_line, path);
-    let start_line = base.line.saturating_sub(first_line);
-    for (i, raw) in text.lines().enumerate().skip(start_line) {
-        if let Some(col) = raw.find(needle) {
-            return Pos::new(first_line + i, raw[..col].chars().count() + 1);
-        }
-    }
-    base
+    find_after(text, first_line, base, needle).unwrap_or(base)
+}
+
+/// First occurrence of `needle` on or after the line of `from`.
+pub fn find_after(text: &str, first_line: usize, from: Pos, needle: &str) -> Option<Pos> {
+    let start_line = from.line.saturating_sub(first_line);
+    text.lines().enumerate().skip(start_line).find_map(|(i, raw)| {
+        raw.find(needle).map(|col| Pos::new(first_line + i, raw[..col].chars().count() + 1))
+    })
 }
 
 #[cfg(test)]

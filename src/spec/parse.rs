@@ -2,7 +2,6 @@
 
 use super::diagnostic::{pos_of_offset, Code, Diagnostic, Pos};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 
 /// One YAML document of a multi-document file, with where it starts.
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +59,6 @@ fn push_doc<'a>(docs: &mut Vec<Doc<'a>>, text: &'a str, first_line: usize) {
     }
 }
 
-#[derive(Deserialize)]
-struct Header {
-    #[serde(rename = "apiVersion")]
-    api_version: Option<serde_yaml::Value>,
-    kind: Option<serde_yaml::Value>,
-}
-
 /// What a document says it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Kind {
@@ -74,15 +66,26 @@ pub struct Kind {
     pub kind: Option<String>,
 }
 
-/// Reads `apiVersion` and `kind`; a syntax error anywhere in the document surfaces here.
+/// Reads `apiVersion` and `kind`. The whole document is loaded here, aliases expanded, so a
+/// syntax error, an alias bomb or runaway nesting anywhere in it surfaces as `yaml-syntax`
+/// (serde_norway bounds both alias repetition and depth).
 pub fn read_kind(file: &str, doc: Doc) -> Result<Kind, Diagnostic> {
-    match serde_yaml::from_str::<Header>(doc.text) {
-        Ok(h) => Ok(Kind {
-            api_version: h.api_version.and_then(|v| v.as_str().map(str::to_string)),
-            kind: h.kind.and_then(|v| v.as_str().map(str::to_string)),
-        }),
-        Err(e) => Err(to_diagnostic(file, doc, &e, true)),
-    }
+    let value: serde_yaml::Value = serde_yaml::from_str(doc.text).map_err(|e| to_diagnostic(file, doc, &e, true))?;
+    let serde_yaml::Value::Mapping(map) = value else {
+        let what = match value {
+            serde_yaml::Value::Sequence(_) => "a list",
+            serde_yaml::Value::Null => "empty",
+            _ => "a single value",
+        };
+        return Err(Diagnostic::new(
+            file,
+            Pos::new(doc.first_line, 1),
+            Code::Schema,
+            format!("a spec document must be a mapping with apiVersion, kind, metadata and spec; this one is {what}"),
+        ));
+    };
+    let field = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(Kind { api_version: field("apiVersion"), kind: field("kind") })
 }
 
 /// Deserialises a document whose syntax is known to be good.
@@ -108,17 +111,12 @@ fn to_diagnostic(file: &str, doc: Doc, e: &serde_yaml::Error, header_pass: bool)
     if header_pass && !type_error {
         return Diagnostic::new(file, pos, Code::YamlSyntax, syntax_hint(&message));
     }
-    if header_pass {
-        // The document parsed but is not a mapping at all (a list, a scalar).
-        return Diagnostic::new(
-            file,
-            Pos::new(doc.first_line, 1),
-            Code::Schema,
-            format!(
-                "a spec document must be a mapping with apiVersion, kind, metadata and spec ({message})"
-            ),
-        );
-    }
+    // A value refused by its own parser (a duration, say) is reported by serde at the start of
+    // the enclosing mapping; point at the value itself when the message quotes it.
+    let pos = match message.split('`').nth(1).filter(|_| message.contains("invalid duration")) {
+        Some(value) => super::locate::find_after(doc.text, doc.first_line, pos, value).unwrap_or(pos),
+        None => pos,
+    };
     Diagnostic::new(file, pos, Code::Schema, schema_hint(&message))
 }
 
