@@ -5,5 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod plan;
+pub mod record;
 pub mod source;
 pub mod spec;

@@ -1,6 +1,7 @@
 //! Source stage: where the repository's content comes from (a directory, git).
 
 pub mod dir;
+pub mod git;
 pub mod tree;
 
 pub use tree::{Entry, Tree};
@@ -19,4 +20,8 @@ pub enum SourceError {
     TooDeep(String),
     #[error("{0}: the path is not valid UTF-8; rename it")]
     NonUtf8Path(String),
+    #[error("git {url}: cannot {what}: {message}")]
+    Git { url: String, what: String, message: String },
+    #[error("git {url}: branch `{branch}` does not exist on the remote; push it or fix repository.branch")]
+    BranchMissing { url: String, branch: String },
 }

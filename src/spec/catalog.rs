@@ -11,12 +11,13 @@ use super::revision::revision;
 use super::template;
 use crate::config::{Layout, Policy};
 use crate::source::tree::{is_within, join, parent, Tree};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Spec files over this size are refused before parsing.
 pub const MAX_SPEC_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedTest {
     /// The spec as it will run: template parameters filled in with their defaults.
     pub test: PerfTest,
@@ -24,8 +25,9 @@ pub struct ResolvedTest {
     pub dir: String,
     pub bundle: Bundle,
     pub revision: String,
-    /// The template it renders, if any.
+    /// The template it renders, if any, and that template's own content hash.
     pub template: Option<String>,
+    pub template_revision: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,11 +35,15 @@ pub struct TestEntry {
     /// `None` when the spec did not parse far enough to have one.
     pub name: Option<String>,
     pub file: String,
+    /// Where `metadata.name` is written, for findings about the name.
+    pub name_pos: Pos,
+    /// The template the spec names, valid or not.
+    pub template: Option<String>,
     /// `None` when the test is invalid; its errors are in [`Catalog::diagnostics`].
-    pub resolved: Option<ResolvedTest>,
+    pub resolved: Option<Arc<ResolvedTest>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedTemplate {
     pub template: PerfTemplate,
     pub dir: String,
@@ -64,7 +70,7 @@ impl Catalog {
         self.diagnostics.is_empty()
     }
     pub fn valid_tests(&self) -> impl Iterator<Item = &ResolvedTest> {
-        self.tests.iter().filter_map(|t| t.resolved.as_ref())
+        self.tests.iter().filter_map(|t| t.resolved.as_deref())
     }
     pub fn test(&self, name: &str) -> Option<&TestEntry> {
         self.tests.iter().find(|t| t.name.as_deref() == Some(name))
@@ -96,15 +102,159 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 pub fn build(tree: &Tree, opts: &Options) -> Catalog {
+    Index::build(tree, opts.layout.clone(), opts.policy.cloned()).catalog()
+}
+
+type TemplateMap = BTreeMap<String, (String, Option<ResolvedTemplate>)>;
+
+#[derive(Debug, Clone, Default)]
+struct Templates {
+    by_name: TemplateMap,
+    entries: Vec<TemplateEntry>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FileTests {
+    entries: Vec<TestEntry>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// The parsed repository, kept between syncs so that a change re-reads only the tests it
+/// touches: its cost follows the size of the change, not of the repository.
+#[derive(Debug, Clone)]
+pub struct Index {
+    layout: Layout,
+    policy: Option<Policy>,
+    templates: Templates,
+    /// Keyed by spec file path.
+    tests: BTreeMap<String, FileTests>,
+}
+
+struct Ctx<'a> {
+    layout: &'a Layout,
+    policy: Option<PolicyCheck<'a>>,
+}
+
+impl Index {
+    pub fn build(tree: &Tree, layout: Layout, policy: Option<Policy>) -> Index {
+        let mut index = Index { layout, policy, templates: Templates::default(), tests: BTreeMap::new() };
+        let allowlist = index.allowlist();
+        let ctx = index.ctx(allowlist.as_ref());
+        let templates = load_templates(tree, ctx.layout, ctx.policy.as_ref());
+        let files: Vec<String> = spec_files(tree, &ctx.layout.tests_dir, &SPEC_FILES).map(str::to_string).collect();
+        let tests = files.into_iter().map(|f| {
+            let ft = resolve_file(tree, &f, &ctx, &templates.by_name);
+            (f, ft)
+        }).collect();
+        index.templates = templates;
+        index.tests = tests;
+        index
+    }
+
     // An invalid allowlist is refused when the config loads; should one get here, it allows nothing.
-    let allowlist = opts.policy.map(|p| p.allowlist().unwrap_or_default());
-    let policy = opts.policy.zip(allowlist.as_ref()).map(|(policy, allowlist)| PolicyCheck { policy, allowlist });
-    let mut cat = Catalog::default();
-    let templates = load_templates(tree, opts.layout, policy.as_ref(), &mut cat);
-    load_tests(tree, opts.layout, policy.as_ref(), &templates, &mut cat);
-    cat.diagnostics.sort_by(|a, b| (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code)));
-    cat.diagnostics.dedup();
-    cat
+    fn allowlist(&self) -> Option<super::allowlist::Allowlist> {
+        self.policy.as_ref().map(|p| p.allowlist().unwrap_or_default())
+    }
+
+    fn ctx<'a>(&'a self, allowlist: Option<&'a super::allowlist::Allowlist>) -> Ctx<'a> {
+        Ctx {
+            layout: &self.layout,
+            policy: self.policy.as_ref().zip(allowlist).map(|(policy, allowlist)| PolicyCheck { policy, allowlist }),
+        }
+    }
+
+    /// Re-reads what `changed` paths (added, modified or deleted, relative to the root) touch:
+    /// every test whose folder holds one of them, and every test of a template that changed.
+    pub fn update(&mut self, tree: &Tree, changed: &[String]) {
+        let allowlist = self.allowlist();
+        let ctx = self.ctx(allowlist.as_ref());
+        let mut changed_templates = BTreeSet::new();
+        let mut new_templates = None;
+        if changed.iter().any(|p| is_within(p, &self.layout.templates_dir)) {
+            let fresh = load_templates(tree, ctx.layout, ctx.policy.as_ref());
+            let names: BTreeSet<&String> = fresh.by_name.keys().chain(self.templates.by_name.keys()).collect();
+            for name in names {
+                if fresh.by_name.get(name) != self.templates.by_name.get(name) {
+                    changed_templates.insert(name.clone());
+                }
+            }
+            new_templates = Some(fresh);
+        }
+        let templates = new_templates.as_ref().unwrap_or(&self.templates);
+        let mut affected = BTreeSet::new();
+        for path in changed.iter().filter(|p| is_within(p, &self.layout.tests_dir)) {
+            let mut dir = parent(path);
+            loop {
+                for name in SPEC_FILES {
+                    let f = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+                    if tree.get(&f).is_some() || self.tests.contains_key(&f) {
+                        affected.insert(f);
+                    }
+                }
+                if dir.is_empty() || dir == self.layout.tests_dir {
+                    break;
+                }
+                dir = parent(dir);
+            }
+        }
+        if !changed_templates.is_empty() {
+            for (file, ft) in &self.tests {
+                if ft.entries.iter().any(|e| e.template.as_ref().is_some_and(|t| changed_templates.contains(t))) {
+                    affected.insert(file.clone());
+                }
+            }
+        }
+        let mut updates = Vec::new();
+        for file in affected {
+            let fresh = tree.get(&file).is_some().then(|| resolve_file(tree, &file, &ctx, &templates.by_name));
+            updates.push((file, fresh));
+        }
+        for (file, fresh) in updates {
+            match fresh {
+                Some(ft) => self.tests.insert(file, ft),
+                None => self.tests.remove(&file),
+            };
+        }
+        if let Some(t) = new_templates {
+            self.templates = t;
+        }
+    }
+
+    /// The tests and templates, with names checked for duplicates across the repository:
+    /// the first in path order keeps a name, later ones are invalid.
+    pub fn catalog(&self) -> Catalog {
+        let mut cat = Catalog {
+            tests: Vec::with_capacity(self.tests.len()),
+            templates: self.templates.entries.clone(),
+            diagnostics: self.templates.diagnostics.clone(),
+        };
+        let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+        for (file, ft) in &self.tests {
+            cat.diagnostics.extend(ft.diagnostics.iter().cloned());
+            for original in &ft.entries {
+                let mut entry = original.clone();
+                if let Some(name) = original.name.as_deref() {
+                    match names.get(name) {
+                        Some(other) if *other != file.as_str() => {
+                            cat.diagnostics.push(Diagnostic::new(file, entry.name_pos, Code::DuplicateName, format!(
+                                "test name `{name}` is already used by {other}; rename one of them"
+                            )));
+                            entry.resolved = None;
+                        }
+                        Some(_) => {}
+                        None => {
+                            names.insert(name, file);
+                        }
+                    }
+                }
+                cat.tests.push(entry);
+            }
+        }
+        cat.diagnostics.sort_by(|a, b| (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code)));
+        cat.diagnostics.dedup();
+        cat
+    }
 }
 
 fn spec_files<'a>(tree: &'a Tree, dir: &'a str, names: &'a [&str]) -> impl Iterator<Item = &'a str> + 'a {
@@ -163,8 +313,9 @@ fn for_each_doc(
     }
 }
 
-fn load_templates(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>, cat: &mut Catalog) -> BTreeMap<String, (String, Option<ResolvedTemplate>)> {
-    let mut by_name: BTreeMap<String, (String, Option<ResolvedTemplate>)> = BTreeMap::new();
+fn load_templates(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>) -> Templates {
+    let mut cat = Templates::default();
+    let mut by_name: TemplateMap = BTreeMap::new();
     let files: Vec<&str> = spec_files(tree, &layout.templates_dir, &TEMPLATE_FILES).collect();
     for file in files {
         let dir = parent(file).to_string();
@@ -175,7 +326,7 @@ fn load_templates(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>, ca
                 Ok(t) => t,
                 Err(d) => {
                     diags.push(d);
-                    cat.templates.push(TemplateEntry { name: None, file: file.to_string(), resolved: None });
+                    cat.entries.push(TemplateEntry { name: None, file: file.to_string(), resolved: None });
                     return;
                 }
             };
@@ -200,10 +351,11 @@ fn load_templates(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>, ca
             diags.extend(errs);
             let resolved = resolved.filter(|_| valid);
             by_name.entry(name.clone()).or_insert_with(|| (file.to_string(), resolved.clone()));
-            cat.templates.push(TemplateEntry { name: Some(name), file: file.to_string(), resolved });
+            cat.entries.push(TemplateEntry { name: Some(name), file: file.to_string(), resolved });
         });
     }
-    by_name
+    cat.by_name = by_name;
+    cat
 }
 
 fn resolve_template(tree: &Tree, src: &SpecSource, tpl: PerfTemplate, dir: &str, policy: Option<&PolicyCheck>, errs: &mut Vec<Diagnostic>) -> Option<ResolvedTemplate> {
@@ -256,54 +408,56 @@ fn resolve_template(tree: &Tree, src: &SpecSource, tpl: PerfTemplate, dir: &str,
         }
     }
     check_scripts(&files, policy.map(|p| p.allowlist), "", errs);
-    // Re-point script findings (keyed relative to the folder) at repository paths.
     Some(ResolvedTemplate { template: tpl, dir: dir.to_string(), files })
 }
 
-fn load_tests(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>, templates: &BTreeMap<String, (String, Option<ResolvedTemplate>)>, cat: &mut Catalog) {
-    let files: Vec<&str> = spec_files(tree, &layout.tests_dir, &SPEC_FILES).collect();
-    let test_dirs: Vec<&str> = files.iter().map(|f| parent(f)).collect();
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
-    for file in &files {
-        let dir = parent(file);
-        let nested: Vec<&str> = test_dirs.iter().copied().filter(|d| *d != dir && is_within(d, dir)).collect();
-        let mut seen_in_file = false;
-        for_each_doc(tree, file, KIND_TEST, &mut cat.diagnostics, |doc, diags| {
-            let src = SpecSource { file, doc };
-            let test: PerfTest = match parse::typed(file, doc) {
-                Ok(t) => t,
-                Err(d) => {
-                    diags.push(d);
-                    cat.tests.push(TestEntry { name: None, file: file.to_string(), resolved: None });
-                    return;
-                }
-            };
-            let name = test.metadata.name.clone();
-            let mut errs = Vec::new();
-            let name_at = [Seg::Key("metadata"), Seg::Key("name")];
-            if seen_in_file {
-                errs.push(src.diag(&name_at, Code::Schema, format!(
-                    "a folder holds one PerfTest; move `{name}` to a folder of its own"
-                )));
+/// Every PerfTest of one spec file, resolved; duplicate names are checked later, across files.
+fn resolve_file(tree: &Tree, file: &str, ctx: &Ctx, templates: &TemplateMap) -> FileTests {
+    let mut out = FileTests::default();
+    let dir = parent(file);
+    // Folders below this one that hold their own test are not part of this bundle.
+    let nested: Vec<&str> = tree
+        .under(dir)
+        .filter(|(p, _)| SPEC_FILES.contains(&bundle::file_name(p)) && parent(p) != dir)
+        .map(|(p, _)| parent(p))
+        .collect();
+    let mut seen_in_file = false;
+    let policy = ctx.policy.as_ref();
+    for_each_doc(tree, file, KIND_TEST, &mut out.diagnostics, |doc, diags| {
+        let src = SpecSource { file, doc };
+        let test: PerfTest = match parse::typed(file, doc) {
+            Ok(t) => t,
+            Err(d) => {
+                diags.push(d);
+                out.entries.push(TestEntry { name: None, file: file.to_string(), name_pos: Pos::START, template: None, resolved: None });
+                return;
             }
-            seen_in_file = true;
-            if let Err(e) = check_name(&name) {
-                errs.push(src.diag(&name_at, Code::Schema, e));
-            }
-            match names.get(&name) {
-                Some(other) => errs.push(src.diag(&name_at, Code::DuplicateName, format!(
-                    "test name `{name}` is already used by {other}; rename one of them"
-                ))),
-                None => {
-                    names.insert(name.clone(), file.to_string());
-                }
-            }
-            let resolved = resolve_test(tree, &src, test, dir, &nested, policy, templates, &mut errs);
-            let valid = errs.is_empty();
-            diags.extend(errs);
-            cat.tests.push(TestEntry { name: Some(name), file: file.to_string(), resolved: resolved.filter(|_| valid) });
+        };
+        let name = test.metadata.name.clone();
+        let name_pos = src.at(&[Seg::Key("metadata"), Seg::Key("name")]);
+        let template = test.spec.template.as_ref().map(|t| t.name.clone());
+        let mut errs = Vec::new();
+        if seen_in_file {
+            errs.push(Diagnostic::new(file, name_pos, Code::Schema, format!(
+                "a folder holds one PerfTest; move `{name}` to a folder of its own"
+            )));
+        }
+        seen_in_file = true;
+        if let Err(e) = check_name(&name) {
+            errs.push(Diagnostic::new(file, name_pos, Code::Schema, e));
+        }
+        let resolved = resolve_test(tree, &src, test, dir, &nested, policy, templates, &mut errs);
+        let valid = errs.is_empty();
+        diags.extend(errs);
+        out.entries.push(TestEntry {
+            name: Some(name),
+            file: file.to_string(),
+            name_pos,
+            template,
+            resolved: resolved.filter(|_| valid).map(Arc::new),
         });
-    }
+    });
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -314,13 +468,14 @@ fn resolve_test(
     dir: &str,
     nested: &[&str],
     policy: Option<&PolicyCheck>,
-    templates: &BTreeMap<String, (String, Option<ResolvedTemplate>)>,
+    templates: &TemplateMap,
     errs: &mut Vec<Diagnostic>,
 ) -> Option<ResolvedTest> {
     use Seg::Key;
     let mut bundle = Bundle::default();
     bundle::collect(tree, dir, nested, "", &mut bundle, errs);
     let mut template_name = None;
+    let mut template_revision = None;
     let mut skip_urls_in = String::new();
     match (&test.spec.script, &test.spec.template) {
         (Some(_), Some(_)) | (None, None) => {
@@ -374,6 +529,7 @@ fn resolve_test(
                         t.params = values;
                     }
                     template_name = Some(name);
+                    template_revision = Some(super::revision::template_revision(&tpl.template, &tpl.files));
                     skip_urls_in = prefix;
                 }
             }
@@ -393,7 +549,7 @@ fn resolve_test(
         return None;
     }
     let revision = revision(&test, &bundle);
-    Some(ResolvedTest { test, dir: dir.to_string(), bundle, revision, template: template_name })
+    Some(ResolvedTest { test, dir: dir.to_string(), bundle, revision, template: template_name, template_revision })
 }
 
 /// The template's parameters for one test: defaults overlaid with the test's values.

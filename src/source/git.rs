@@ -1,0 +1,290 @@
+//! A git source on libgit2: one branch of one remote, fetched into a bare clone kept in the
+//! state directory (reused across restarts), read straight from the object database so a
+//! sync never depends on a work tree. Blocking: call it from `spawn_blocking`.
+
+use super::dir::MAX_FILE_BYTES;
+use super::tree::{Entry, Tree};
+use super::SourceError;
+use git2::{Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Credentials, resolved from environment variables or files by the caller; never logged.
+#[derive(Clone, Default)]
+pub struct GitAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ssh_key", &self.ssh_key)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GitSource {
+    url: String,
+    branch: String,
+    clone_dir: PathBuf,
+    auth: GitAuth,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitInfo {
+    pub sha: String,
+    pub author_name: String,
+    pub author_email: String,
+    pub summary: String,
+    pub time: i64,
+}
+
+/// Strips userinfo from a URL before it is shown anywhere.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn git_err(url: &str, what: &str, e: git2::Error) -> SourceError {
+    SourceError::Git {
+        url: redact_url(url),
+        what: what.to_string(),
+        message: e.message().to_string(),
+    }
+}
+
+impl GitSource {
+    /// `state_dir/repos/<hash of url>` holds the bare clone.
+    pub fn new(url: &str, branch: &str, state_dir: &Path, auth: GitAuth) -> GitSource {
+        let digest = Sha256::digest(url.as_bytes());
+        let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        GitSource {
+            url: url.to_string(),
+            branch: branch.to_string(),
+            clone_dir: state_dir.join("repos").join(key),
+            auth,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    fn open(&self) -> Result<Repository, SourceError> {
+        if self.clone_dir.join("HEAD").exists() {
+            return Repository::open_bare(&self.clone_dir).map_err(|e| git_err(&self.url, "open the local clone", e));
+        }
+        std::fs::create_dir_all(&self.clone_dir).map_err(|e| SourceError::Io {
+            path: self.clone_dir.display().to_string(),
+            source: e,
+        })?;
+        Repository::init_bare(&self.clone_dir).map_err(|e| git_err(&self.url, "create the local clone", e))
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    /// Fetches the branch and returns its head. A deleted branch is [`SourceError::BranchMissing`].
+    pub fn fetch(&self) -> Result<Oid, SourceError> {
+        let repo = self.open()?;
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| git_err(&self.url, "set up the remote", e))?;
+        let mut callbacks = RemoteCallbacks::new();
+        let auth = self.auth.clone();
+        let mut attempts = 0;
+        callbacks.credentials(move |_url, username, allowed| {
+            attempts += 1;
+            if attempts > 3 {
+                return Err(git2::Error::from_str("authentication failed"));
+            }
+            let user = auth.username.as_deref().or(username).unwrap_or("git");
+            if allowed.contains(CredentialType::SSH_KEY) {
+                if let Some(key) = &auth.ssh_key {
+                    return Cred::ssh_key(user, None, key, None);
+                }
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                if let Some(pw) = &auth.password {
+                    return Cred::userpass_plaintext(user, pw);
+                }
+            }
+            Err(git2::Error::from_str("the remote asks for credentials and none are configured"))
+        });
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks);
+        opts.prune(git2::FetchPrune::On);
+        let refspec = format!("+refs/heads/{}:{}", self.branch, self.tracking_ref());
+        remote
+            .fetch(&[&refspec], Some(&mut opts), None)
+            .map_err(|e| {
+                // libgit2 reports a missing ref in a fetch refspec as a not-found error.
+                if e.code() == git2::ErrorCode::NotFound || e.message().contains("couldn't find remote ref") {
+                    SourceError::BranchMissing { url: redact_url(&self.url), branch: self.branch.clone() }
+                } else {
+                    git_err(&self.url, "fetch", e)
+                }
+            })?;
+        // A branch deleted on the remote leaves no ref behind after a pruning fetch; an empty
+        // fetch of a missing branch may also succeed without updating anything.
+        let head = repo.refname_to_id(&self.tracking_ref()).map_err(|_| SourceError::BranchMissing {
+            url: redact_url(&self.url),
+            branch: self.branch.clone(),
+        })?;
+        let advertised = remote
+            .list()
+            .map(|heads| heads.iter().any(|h| h.name() == format!("refs/heads/{}", self.branch)))
+            .unwrap_or(true);
+        if !advertised {
+            let _ = repo.find_reference(&self.tracking_ref()).and_then(|mut r| r.delete());
+            return Err(SourceError::BranchMissing { url: redact_url(&self.url), branch: self.branch.clone() });
+        }
+        Ok(head)
+    }
+
+    pub fn commit_info(&self, sha: &str) -> Result<CommitInfo, SourceError> {
+        let repo = self.open()?;
+        let oid = Oid::from_str(sha).map_err(|e| git_err(&self.url, "parse a commit id", e))?;
+        let c = repo.find_commit(oid).map_err(|e| git_err(&self.url, "read a commit", e))?;
+        let author = c.author();
+        Ok(CommitInfo {
+            sha: sha.to_string(),
+            author_name: String::from_utf8_lossy(author.name_bytes()).into_owned(),
+            author_email: String::from_utf8_lossy(author.email_bytes()).into_owned(),
+            summary: String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned(),
+            time: c.time().seconds(),
+        })
+    }
+
+    /// Whether `old` is still in the history of `new` (false when `old` is gone: a force-push).
+    pub fn is_ancestor(&self, old: &str, new: &str) -> Result<bool, SourceError> {
+        let repo = self.open()?;
+        let (Ok(o), Ok(n)) = (Oid::from_str(old), Oid::from_str(new)) else {
+            return Ok(false);
+        };
+        if o == n {
+            return Ok(true);
+        }
+        if repo.find_commit(o).is_err() {
+            return Ok(false);
+        }
+        repo.graph_descendant_of(n, o).map_err(|e| git_err(&self.url, "compare commits", e))
+    }
+
+    /// The given folders of `commit`, read from the object database.
+    pub fn tree_at(&self, commit: &str, folders: &[&str]) -> Result<Tree, SourceError> {
+        let repo = self.open()?;
+        let root = commit_tree(&repo, &self.url, commit)?;
+        let mut tree = Tree::new();
+        for folder in folders {
+            let folder = folder.trim_matches('/');
+            let sub = match root.get_path(Path::new(folder)) {
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => e.to_object(&repo).and_then(|o| o.peel_to_tree()),
+                _ => continue,
+            }
+            .map_err(|e| git_err(&self.url, "read a tree", e))?;
+            let mut failure = None;
+            sub.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+                if entry.kind() != Some(ObjectType::Blob) {
+                    return git2::TreeWalkResult::Ok;
+                }
+                let Ok(name) = entry.name() else { return git2::TreeWalkResult::Ok };
+                let path = format!("{folder}/{dir}{name}");
+                match read_entry(&repo, entry.id(), entry.filemode()) {
+                    Ok(e) => tree.insert(path, e),
+                    Err(e) => {
+                        failure = Some(git_err(&self.url, "read a file", e));
+                        return git2::TreeWalkResult::Abort;
+                    }
+                }
+                git2::TreeWalkResult::Ok
+            })
+            .ok();
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        Ok(tree)
+    }
+
+    /// Paths that differ between two commits, limited to `folders`.
+    pub fn changed_paths(&self, old: &str, new: &str, folders: &[&str]) -> Result<Vec<String>, SourceError> {
+        let repo = self.open()?;
+        let a = commit_tree(&repo, &self.url, old)?;
+        let b = commit_tree(&repo, &self.url, new)?;
+        let mut opts = git2::DiffOptions::new();
+        for f in folders {
+            opts.pathspec(format!("{}/", f.trim_matches('/')));
+        }
+        opts.include_typechange(true);
+        let diff = repo
+            .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
+            .map_err(|e| git_err(&self.url, "diff commits", e))?;
+        let mut paths = Vec::new();
+        for d in diff.deltas() {
+            for f in [d.old_file(), d.new_file()] {
+                if let Some(p) = f.path().and_then(|p| p.to_str()) {
+                    paths.push(p.to_string());
+                }
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    /// Brings `tree` (a snapshot of `old`) up to `new` by reading only the changed paths.
+    pub fn update_tree(&self, tree: &mut Tree, new: &str, changed: &[String]) -> Result<(), SourceError> {
+        let repo = self.open()?;
+        let root = commit_tree(&repo, &self.url, new)?;
+        for path in changed {
+            match root.get_path(Path::new(path)) {
+                Ok(e) if e.kind() == Some(ObjectType::Blob) => {
+                    let entry = read_entry(&repo, e.id(), e.filemode()).map_err(|e| git_err(&self.url, "read a file", e))?;
+                    tree.insert(path.clone(), entry);
+                }
+                _ => {
+                    tree.remove(path);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn commit_tree<'r>(repo: &'r Repository, url: &str, sha: &str) -> Result<git2::Tree<'r>, SourceError> {
+    let oid = Oid::from_str(sha).map_err(|e| git_err(url, "parse a commit id", e))?;
+    repo.find_commit(oid)
+        .and_then(|c| c.tree())
+        .map_err(|e| git_err(url, &format!("read commit {sha}"), e))
+}
+
+fn read_entry(repo: &Repository, oid: Oid, mode: i32) -> Result<Entry, git2::Error> {
+    let odb = repo.odb()?;
+    let (size, _) = odb.read_header(oid)?;
+    if mode == 0o120000 {
+        let blob = repo.find_blob(oid)?;
+        return Ok(Entry::Symlink(String::from_utf8_lossy(blob.content()).into_owned()));
+    }
+    if size as u64 > MAX_FILE_BYTES {
+        return Ok(Entry::Oversized(size as u64));
+    }
+    let blob = repo.find_blob(oid)?;
+    Ok(Entry::File(std::sync::Arc::from(blob.content())))
+}
