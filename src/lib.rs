@@ -5,7 +5,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
+pub mod metrics;
 pub mod plan;
 pub mod record;
+pub mod server;
 pub mod source;
 pub mod spec;
+pub mod sync;

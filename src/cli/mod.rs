@@ -1,7 +1,9 @@
 //! The `perfsync` command line. Each subcommand is a small function returning an exit code:
 //! 0 ok, 1 the input is invalid, 2 usage or environment error (DESIGN.md section 6).
 
+mod daemon_cmds;
 mod output;
+pub mod plan;
 mod render;
 mod validate;
 
@@ -35,6 +37,32 @@ pub enum Command {
         #[arg(value_enum, default_value_t = SchemaKind::Perftest)]
         kind: SchemaKind,
     },
+    /// Show what a sync from one commit to another would run, remove and refuse.
+    Plan {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Repository path or URL (default: the config's repository.url).
+        #[arg(long)]
+        repo: Option<String>,
+        /// The last synced commit; without it, the plan is a first sync's (a baseline).
+        #[arg(long)]
+        from: Option<String>,
+        /// Default: the head of the configured branch.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Run the daemon: sync loop, triggers, HTTP server.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Apply the database migrations.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Print the Kubernetes objects perfsync would create for a test: `render [PATH] TEST`.
     Render {
         #[arg(long)]
@@ -59,6 +87,15 @@ pub const EXIT_USAGE: i32 = 2;
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { config, format, path } => validate::run(config.as_deref(), format, &path),
+        Command::Plan { config, repo, from, to, format } => plan::run(plan::Args {
+            config: config.as_deref(),
+            repo: repo.as_deref(),
+            from: from.as_deref(),
+            to: to.as_deref(),
+            format,
+        }),
+        Command::Serve { config } => daemon_cmds::serve(&config),
+        Command::Migrate { config } => daemon_cmds::migrate(config.as_deref()),
         Command::Schema { kind } => {
             print!("{}", schema_json(kind));
             EXIT_OK

@@ -2,16 +2,19 @@
 //! The policy is the operator's; nothing in a test repository can widen it.
 
 mod policy;
+mod secret;
 
 pub use policy::{Policy, RegressionTolerance};
+pub use secret::{SecretError, SecretRef};
 
 use crate::spec::diagnostic::Diagnostic;
+use crate::spec::duration::KDuration;
 use crate::spec::parse;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[schemars(title = "perfsync configuration")]
 pub struct Config {
@@ -21,6 +24,108 @@ pub struct Config {
     pub policy: Policy,
     #[serde(default)]
     pub executor: ExecutorConfig,
+    /// Where clones and other local state live.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: String,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+fn default_state_dir() -> String {
+    "/var/lib/perfsync".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL; `PERFSYNC_DATABASE_URL` overrides it. Put no password here: use
+    /// the environment variable or `urlFrom`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_from: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Bearer token for `/api/v1/*` writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<SecretRef>,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: default_listen(), api_token: None }
+    }
+}
+
+/// Webhook secrets per provider; a provider without one is not served.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WebhooksConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitea: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generic: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SyncConfig {
+    /// Poll the remote this often (0s turns polling off).
+    #[serde(default = "default_poll")]
+    pub poll_interval: KDuration,
+    /// Up to this much is added to each poll interval, so replicas and daemons spread out.
+    #[serde(default = "default_jitter")]
+    pub poll_jitter: KDuration,
+    /// Watch a local-path repository for new commits.
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn default_poll() -> KDuration {
+    KDuration::from_secs(60)
+}
+fn default_jitter() -> KDuration {
+    KDuration::from_secs(10)
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { poll_interval: default_poll(), poll_jitter: default_jitter(), watch: true }
+    }
+}
+
+/// Git credentials: a token or password from the environment or a file, or an SSH key file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GitAuthConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_file: Option<String>,
 }
 
 /// Where the tests live and where results go.
@@ -38,6 +143,8 @@ pub struct RepositoryConfig {
     pub templates_dir: String,
     #[serde(default = "default_results_dir")]
     pub results_dir: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<GitAuthConfig>,
 }
 
 impl RepositoryConfig {
@@ -58,6 +165,7 @@ impl Default for RepositoryConfig {
             tests_dir: default_tests_dir(),
             templates_dir: default_templates_dir(),
             results_dir: default_results_dir(),
+            auth: None,
         }
     }
 }
@@ -130,6 +238,58 @@ pub enum ConfigError {
     Invalid(Diagnostic),
     #[error("{file}: {message}")]
     Policy { file: String, message: String },
+    #[error("{0}")]
+    Secret(#[from] SecretError),
+    #[error("no database configured: set database.url, database.urlFrom or PERFSYNC_DATABASE_URL")]
+    NoDatabase,
+    #[error("no repository configured: set repository.url")]
+    NoRepository,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            repository: RepositoryConfig::default(),
+            policy: Policy::default(),
+            executor: ExecutorConfig::default(),
+            state_dir: default_state_dir(),
+            database: DatabaseConfig::default(),
+            server: ServerConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            sync: SyncConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The database URL: `PERFSYNC_DATABASE_URL` first, then `database.urlFrom`, then `database.url`.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = std::env::var("PERFSYNC_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            return Ok(url);
+        }
+        if let Some(r) = &self.database.url_from {
+            return Ok(r.resolve("database.urlFrom")?);
+        }
+        self.database.url.clone().ok_or(ConfigError::NoDatabase)
+    }
+
+    /// The repository URL: `PERFSYNC_REPOSITORY_URL` overrides `repository.url`.
+    pub fn repository_url(&self) -> Result<String, ConfigError> {
+        std::env::var("PERFSYNC_REPOSITORY_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.repository.url.clone())
+            .ok_or(ConfigError::NoRepository)
+    }
+
+    pub fn git_auth(&self) -> Result<crate::source::git::GitAuth, ConfigError> {
+        let Some(a) = &self.repository.auth else { return Ok(Default::default()) };
+        Ok(crate::source::git::GitAuth {
+            username: a.username.clone(),
+            password: a.password.as_ref().map(|p| p.resolve("repository.auth.password")).transpose()?,
+            ssh_key: a.ssh_key_file.as_ref().map(std::path::PathBuf::from),
+        })
+    }
 }
 
 impl Config {

@@ -158,6 +158,20 @@ impl GitSource {
         Ok(head)
     }
 
+    /// A commit id for `rev`: a full or abbreviated sha, a tag, or a branch of the remote.
+    pub fn resolve(&self, rev: &str) -> Result<String, SourceError> {
+        let repo = self.open()?;
+        let candidates = [rev.to_string(), format!("refs/remotes/origin/{rev}")];
+        for c in &candidates {
+            if let Ok(obj) = repo.revparse_single(c) {
+                if let Ok(commit) = obj.peel_to_commit() {
+                    return Ok(commit.id().to_string());
+                }
+            }
+        }
+        Err(SourceError::UnknownRevision { url: redact_url(&self.url), rev: rev.to_string() })
+    }
+
     pub fn commit_info(&self, sha: &str) -> Result<CommitInfo, SourceError> {
         let repo = self.open()?;
         let oid = Oid::from_str(sha).map_err(|e| git_err(&self.url, "parse a commit id", e))?;

@@ -24,4 +24,6 @@ pub enum SourceError {
     Git { url: String, what: String, message: String },
     #[error("git {url}: branch `{branch}` does not exist on the remote; push it or fix repository.branch")]
     BranchMissing { url: String, branch: String },
+    #[error("git {url}: no commit `{rev}` in the fetched history")]
+    UnknownRevision { url: String, rev: String },
 }

@@ -1,0 +1,73 @@
+//! Commands that need the async runtime: `serve` and `migrate`.
+
+use super::{load_config, EXIT_OK, EXIT_USAGE};
+use crate::daemon;
+use crate::record::db;
+use std::path::Path;
+
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        EXIT_USAGE
+    })
+}
+
+pub fn serve(config_path: &Path) -> i32 {
+    let config = match load_config(Some(config_path)) {
+        Ok(Some(c)) => c,
+        Ok(None) => return EXIT_USAGE,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let stop = daemon::stop_on_signals();
+        let parts = match daemon::prepare(config).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        match daemon::run(parts, stop).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: {e}");
+                1
+            }
+        }
+    })
+}
+
+pub fn migrate(config_path: Option<&Path>) -> i32 {
+    let config = match load_config(config_path) {
+        Ok(c) => c.unwrap_or_default(),
+        Err(code) => return code,
+    };
+    let url = match config.database_url() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        let result = async { db::migrate(&db::pool(&url)?).await }.await;
+        match result {
+            Ok(()) => {
+                println!("migrations applied to {}", db::redact(&url));
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        }
+    })
+}

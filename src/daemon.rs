@@ -1,0 +1,154 @@
+//! `perfsync serve`: wires the long-lived tasks together. Each runs in its own span; if one of
+//! them ends while the daemon is not shutting down, the daemon exits instead of limping.
+
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::record::{db, RecordError};
+use crate::server::{self, AppState, Health};
+use crate::source::git::GitSource;
+use crate::sync::run::{poll_loop, sync_loop};
+use crate::sync::triggers::Triggers;
+use crate::sync::{watch as repo_watch, Syncer};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, Instrument};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Secret(#[from] crate::config::SecretError),
+    #[error("server.listen `{addr}`: {reason}")]
+    Listen { addr: String, reason: String },
+    #[error("task `{0}` stopped unexpectedly")]
+    TaskDied(String),
+    #[error("cannot watch the repository: {0}")]
+    Watch(String),
+}
+
+/// Everything `serve` builds before it starts the tasks; tests build the same pieces.
+pub struct Parts {
+    pub config: Config,
+    pub syncer: Syncer,
+    pub state: Arc<AppState>,
+    pub listener: tokio::net::TcpListener,
+}
+
+pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
+    let url = config.database_url()?;
+    let pool = db::pool(&url)?;
+    db::migrate(&pool).await?;
+    let repo_url = config.repository_url()?;
+    let source = GitSource::new(&repo_url, &config.repository.branch, Path::new(&config.state_dir), config.git_auth()?);
+    let metrics = Arc::new(Metrics::new());
+    let syncer = Syncer::new(source, config.repository.layout(), config.policy.clone(), pool.clone(), metrics.clone());
+    let mut hook_secrets = BTreeMap::new();
+    let w = &config.webhooks;
+    for (name, r) in [("github", &w.github), ("gitlab", &w.gitlab), ("gitea", &w.gitea), ("generic", &w.generic)] {
+        if let Some(r) = r {
+            hook_secrets.insert(name, r.resolve(&format!("webhooks.{name}"))?);
+        }
+    }
+    let api_token = config.server.api_token.as_ref().map(|r| r.resolve("server.apiToken")).transpose()?;
+    let listen = config.server.listen.clone();
+    let addr: SocketAddr = listen.parse().map_err(|e: std::net::AddrParseError| DaemonError::Listen { addr: listen.clone(), reason: e.to_string() })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| DaemonError::Listen { addr: listen.clone(), reason: e.to_string() })?;
+    let state = Arc::new(AppState {
+        triggers: Arc::new(Triggers::new()),
+        metrics,
+        health: Arc::new(Health::default()),
+        branch: config.repository.branch.clone(),
+        hook_secrets,
+        api_token,
+        pool: Some(pool),
+    });
+    Ok(Parts { config, syncer, state, listener })
+}
+
+/// Runs until SIGTERM or SIGINT (then `Ok`) or until a task dies (then `Err`).
+pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
+    let Parts { config, syncer, state, listener } = parts;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let mut tasks: JoinSet<&'static str> = JoinSet::new();
+    info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
+
+    let _watcher = match repo_watch::local_git_dir(&config.repository_url()?) {
+        Some(dir) if config.sync.watch => Some(
+            repo_watch::watch(&dir, &config.repository.branch, state.triggers.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?,
+        ),
+        _ => None,
+    };
+    state.triggers.fire("start", None);
+    {
+        let (t, h, s) = (state.triggers.clone(), state.health.clone(), shutdown.clone());
+        tasks.spawn(async move { sync_loop(syncer, t, h, None, s).await; "sync" }.instrument(tracing::info_span!("sync-loop")));
+    }
+    {
+        let (t, s) = (state.triggers.clone(), shutdown.clone());
+        let (i, j) = (config.sync.poll_interval.as_duration(), config.sync.poll_jitter.as_duration());
+        tasks.spawn(async move { poll_loop(t, i, j, s).await; "poll" }.instrument(tracing::info_span!("poll")));
+    }
+    {
+        let mut s = shutdown.clone();
+        let routes = server::routes(state.clone());
+        tasks.spawn(
+            async move {
+                warp::serve(routes)
+                    .incoming(listener)
+                    .graceful(async move {
+                        let _ = s.changed().await;
+                    })
+                    .run()
+                    .await;
+                "http"
+            }
+            .instrument(tracing::info_span!("http")),
+        );
+    }
+    let result = tokio::select! {
+        _ = stop.changed() => Ok(()),
+        done = tasks.join_next() => {
+            let name = match done {
+                Some(Ok(name)) => name.to_string(),
+                Some(Err(e)) => format!("panicked: {e}"),
+                None => "none".to_string(),
+            };
+            error!(task = %name, "a long-lived task stopped; exiting");
+            Err(DaemonError::TaskDied(name))
+        }
+    };
+    let _ = shutdown_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    result
+}
+
+/// Turns SIGTERM and SIGINT into a stop signal.
+pub fn stop_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = term => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        info!("stopping on signal");
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,118 @@
+//! The HTTP edge (warp): webhooks, health, metrics and the API.
+
+pub mod hooks;
+
+use crate::metrics::Metrics;
+use crate::sync::triggers::Triggers;
+use bytes::Bytes;
+use hooks::{judge, token_eq, Provider, Verdict};
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use warp::http::{HeaderMap, StatusCode};
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+/// What the sync loop tells the health endpoints.
+#[derive(Default)]
+pub struct Health {
+    pub last_sync_failed: AtomicBool,
+}
+
+pub struct AppState {
+    pub triggers: Arc<Triggers>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub branch: String,
+    /// Resolved webhook secrets by provider; a provider missing here is not served.
+    pub hook_secrets: BTreeMap<&'static str, String>,
+    pub api_token: Option<String>,
+    pub pool: Option<PgPool>,
+}
+
+fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// Errors have one shape everywhere: `{"error": {"code", "message"}}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_reply(status, json!({"error": {"code": code, "message": message}}))
+}
+
+fn hook(state: &AppState, provider: &str, headers: &HeaderMap, body: &Bytes) -> Response {
+    let Some(p) = Provider::parse(provider) else {
+        return error(StatusCode::NOT_FOUND, "unknown-provider", "providers are github, gitlab, gitea and generic");
+    };
+    let Some(secret) = state.hook_secrets.get(p.as_str()) else {
+        state.metrics.webhook(p.as_str(), "not-configured");
+        return error(StatusCode::NOT_FOUND, "provider-not-configured", "no secret is configured for this provider");
+    };
+    let verdict = judge(p, headers, body, secret, &state.branch);
+    let (outcome, response) = match verdict {
+        Verdict::Unauthorized(why) => ("unauthorized", error(StatusCode::UNAUTHORIZED, "bad-signature", why)),
+        Verdict::Malformed(why) => ("malformed", error(StatusCode::BAD_REQUEST, "malformed", &why)),
+        Verdict::Ignored(why) => ("ignored", json_reply(StatusCode::ACCEPTED, json!({"status": "ignored", "reason": why}))),
+        Verdict::Pong => ("ping", json_reply(StatusCode::OK, json!({"status": "pong"}))),
+        Verdict::Push { commit } => {
+            state.triggers.fire(&format!("webhook:{}", p.as_str()), commit.clone());
+            ("accepted", json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued", "commit": commit})))
+        }
+    };
+    state.metrics.webhook(p.as_str(), outcome);
+    tracing::info!(provider = p.as_str(), outcome, "webhook");
+    response
+}
+
+/// Checks `Authorization: Bearer …` against the configured API token.
+pub fn authorized(state: &AppState, header: Option<&str>) -> Result<(), Response> {
+    let Some(expected) = &state.api_token else {
+        return Err(error(StatusCode::UNAUTHORIZED, "api-disabled", "no API token is configured (server.apiToken)"));
+    };
+    match header.and_then(|h| h.strip_prefix("Bearer ")) {
+        Some(given) if token_eq(given.trim(), expected) => Ok(()),
+        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>")),
+    }
+}
+
+async fn readyz(state: Arc<AppState>) -> Response {
+    let db_ok = match &state.pool {
+        Some(pool) => sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool).await.is_ok(),
+        None => true,
+    };
+    let sync_ok = !state.health.last_sync_failed.load(Ordering::Relaxed);
+    let status = if db_ok && sync_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_reply(status, json!({"database": db_ok, "sync": sync_ok}))
+}
+
+pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let with_state = {
+        let s = state.clone();
+        warp::any().map(move || s.clone())
+    };
+    let hooks = warp::post()
+        .and(warp::path!("hooks" / String))
+        .and(warp::body::content_length_limit(hooks::MAX_BODY))
+        .and(warp::header::headers_cloned())
+        .and(warp::body::bytes())
+        .and(with_state.clone())
+        .map(|provider: String, headers: HeaderMap, body: Bytes, state: Arc<AppState>| hook(&state, &provider, &headers, &body));
+    let healthz = warp::get().and(warp::path!("healthz")).map(|| json_reply(StatusCode::OK, json!({"status": "ok"})));
+    let readyz = warp::get().and(warp::path!("readyz")).and(with_state.clone()).then(readyz);
+    let metrics = warp::get().and(warp::path!("metrics")).and(with_state.clone()).map(|s: Arc<AppState>| {
+        warp::reply::with_header(s.metrics.encode(), "content-type", "text/plain; version=0.0.4").into_response()
+    });
+    let sync = warp::post()
+        .and(warp::path!("api" / "v1" / "sync"))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_state)
+        .map(|auth: Option<String>, state: Arc<AppState>| {
+            if let Err(r) = authorized(&state, auth.as_deref()) {
+                return r;
+            }
+            state.triggers.fire("api", None);
+            json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued"}))
+        });
+    hooks.or(healthz).unify().or(readyz).unify().or(metrics).unify().or(sync).unify()
+}

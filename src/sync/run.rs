@@ -1,0 +1,58 @@
+//! The long-lived sync tasks: one loop running one sync at a time, and the poll timer.
+
+use super::triggers::{describe, needs_sync, Triggers};
+use super::{SyncOutcome, Syncer};
+use crate::server::Health;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, Instrument};
+
+/// Runs syncs as triggers arrive until `shutdown` turns true. Each finished sync's outcome is
+/// sent on `outcomes` (the scheduler's input) when given.
+pub async fn sync_loop(
+    mut syncer: Syncer,
+    triggers: Arc<Triggers>,
+    health: Arc<Health>,
+    outcomes: Option<mpsc::Sender<SyncOutcome>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let batch = tokio::select! {
+            b = triggers.next() => b,
+            _ = shutdown.changed() => return,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        if !needs_sync(&batch, syncer.synced_commit()) {
+            info!(trigger = %describe(&batch), "already synced at the announced commit");
+            continue;
+        }
+        let trigger = describe(&batch);
+        let span = tracing::info_span!("sync", trigger = %trigger);
+        let result = syncer.sync(&trigger).instrument(span).await;
+        health.last_sync_failed.store(result.is_err(), Ordering::Relaxed);
+        if let (Ok(outcome), Some(tx)) = (result, &outcomes) {
+            if tx.send(outcome).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Fires a `poll` trigger every `interval` plus up to `jitter`. An interval of zero disables it.
+pub async fn poll_loop(triggers: Arc<Triggers>, interval: Duration, jitter: Duration, mut shutdown: watch::Receiver<bool>) {
+    if interval.is_zero() {
+        let _ = shutdown.changed().await;
+        return;
+    }
+    loop {
+        let extra = Duration::from_millis(fastrand::u64(0..=jitter.as_millis() as u64));
+        tokio::select! {
+            _ = tokio::time::sleep(interval + extra) => triggers.fire("poll", None),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
