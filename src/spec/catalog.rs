@@ -457,6 +457,11 @@ fn resolve_file(tree: &Tree, file: &str, ctx: &Ctx, templates: &TemplateMap) -> 
             resolved: resolved.filter(|_| valid).map(Arc::new),
         });
     });
+    // A file that yielded no test at all (bad YAML, wrong kind) still stands for one, so that
+    // the test it held is reported invalid rather than taken for deleted.
+    if out.entries.is_empty() && !out.diagnostics.is_empty() {
+        out.entries.push(TestEntry { name: None, file: file.to_string(), name_pos: Pos::START, template: None, resolved: None });
+    }
     out
 }
 
