@@ -2,7 +2,7 @@
 //! tests (spec + 40-line script each), wall time and peak memory, and the same spec files
 //! checked by `check-jsonschema` (PyPI) against perfsync's own schema when it is installed.
 
-mod support;
+mod generate;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,7 +27,7 @@ fn run(cmd: &mut Command) -> (f64, bool) {
 fn main() -> std::io::Result<()> {
     let dir = tempfile::tempdir()?;
     let root = dir.path();
-    support::write_repo(root, TESTS)?;
+    generate::write_repo(root, TESTS)?;
     let bin = env!("CARGO_BIN_EXE_perfsync");
     let cfg = root.join("perfsync.yaml");
 

@@ -145,12 +145,11 @@ pub fn plan(prior: &Prior, catalog: &Catalog, to: &str, changed: Option<&[String
     }
     // A test is removed only when nothing at its file claims the name any more: a spec that no
     // longer parses keeps its test (invalid, not deleted), so a typo never tears down a test.
+    let names: std::collections::HashSet<&str> = catalog.tests.iter().filter_map(|e| e.name.as_deref()).collect();
+    let unnamed_files: std::collections::HashSet<&str> =
+        catalog.tests.iter().filter(|e| e.name.is_none()).map(|e| e.file.as_str()).collect();
     for (name, known) in &prior.tests {
-        let present = catalog
-            .tests
-            .iter()
-            .any(|e| e.name.as_deref() == Some(name.as_str()) || (e.name.is_none() && e.file == known.file));
-        if !present {
+        if !names.contains(name.as_str()) && !unnamed_files.contains(known.file.as_str()) {
             out.removed.push(Removed { test: name.clone() });
         }
     }

@@ -103,7 +103,10 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
             .await?;
         queued.push(QueuedRun { id, test: run.test.clone(), revision: run.revision.clone() });
     }
-    // Only tests whose recorded state moves are written, so a sync costs what it changes.
+    // Only tests whose recorded state moves are written, so a sync costs what it changes; the
+    // rows go in one statement each for valid and invalid tests (a first sync writes them all).
+    let mut valid = ValidRows::default();
+    let mut invalid = InvalidRows::default();
     for entry in &rec.catalog.tests {
         let Some(name) = &entry.name else { continue };
         let known = rec.prior.tests.get(name);
@@ -113,38 +116,54 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
                 if unchanged {
                     continue;
                 }
-                sqlx::query(
-                    "INSERT INTO perf_tests (name, file, revision, template, template_revision, commit, author, valid, errors, spec, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, true, '[]', $8, now())
-                     ON CONFLICT (name) DO UPDATE SET file = $2, revision = $3, template = $4, template_revision = $5, commit = $6,
-                       author = $7, valid = true, errors = '[]', spec = $8, updated_at = now()",
-                )
-                .bind(name)
-                .bind(&entry.file)
-                .bind(&rt.revision)
-                .bind(&rt.template)
-                .bind(&rt.template_revision)
-                .bind(&rec.head.sha)
-                .bind(&author)
-                .bind(serde_json::to_value(&rt.test.spec).unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
+                valid.name.push(name.clone());
+                valid.file.push(entry.file.clone());
+                valid.revision.push(rt.revision.clone());
+                valid.template.push(rt.template.clone());
+                valid.template_revision.push(rt.template_revision.clone());
+                valid.spec.push(serde_json::to_value(&rt.test.spec).unwrap_or_default());
             }
             None => {
                 let errors = rec.plan.invalid.iter().find(|i| i.file == entry.file).map(|i| i.errors.clone()).unwrap_or_default();
-                sqlx::query(
-                    "INSERT INTO perf_tests (name, file, commit, author, valid, errors, updated_at) VALUES ($1, $2, $3, $4, false, $5, now())
-                     ON CONFLICT (name) DO UPDATE SET valid = false, errors = $5, commit = $3, updated_at = now()",
-                )
-                .bind(name)
-                .bind(&entry.file)
-                .bind(&rec.head.sha)
-                .bind(&author)
-                .bind(serde_json::to_value(&errors).unwrap_or_default())
-                .execute(&mut *tx)
-                .await?;
+                invalid.name.push(name.clone());
+                invalid.file.push(entry.file.clone());
+                invalid.errors.push(serde_json::to_value(&errors).unwrap_or_default());
             }
         }
+    }
+    if !valid.name.is_empty() {
+        sqlx::query(
+            "INSERT INTO perf_tests (name, file, revision, template, template_revision, commit, author, valid, errors, spec, updated_at)
+             SELECT n, f, r, t, tr, $6, $7, true, '[]', s, now()
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $8::jsonb[]) AS x(n, f, r, t, tr, s)
+             ON CONFLICT (name) DO UPDATE SET file = EXCLUDED.file, revision = EXCLUDED.revision, template = EXCLUDED.template,
+               template_revision = EXCLUDED.template_revision, commit = EXCLUDED.commit, author = EXCLUDED.author,
+               valid = true, errors = '[]', spec = EXCLUDED.spec, updated_at = now()",
+        )
+        .bind(&valid.name)
+        .bind(&valid.file)
+        .bind(&valid.revision)
+        .bind(&valid.template)
+        .bind(&valid.template_revision)
+        .bind(&rec.head.sha)
+        .bind(&author)
+        .bind(&valid.spec)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !invalid.name.is_empty() {
+        sqlx::query(
+            "INSERT INTO perf_tests (name, file, commit, author, valid, errors, updated_at)
+             SELECT n, f, $4, $5, false, e, now() FROM UNNEST($1::text[], $2::text[], $3::jsonb[]) AS x(n, f, e)
+             ON CONFLICT (name) DO UPDATE SET valid = false, errors = EXCLUDED.errors, commit = EXCLUDED.commit, updated_at = now()",
+        )
+        .bind(&invalid.name)
+        .bind(&invalid.file)
+        .bind(&invalid.errors)
+        .bind(&rec.head.sha)
+        .bind(&author)
+        .execute(&mut *tx)
+        .await?;
     }
     for removed in &rec.plan.removed {
         sqlx::query("DELETE FROM perf_tests WHERE name = $1").bind(&removed.test).execute(&mut *tx).await?;
@@ -196,4 +215,21 @@ pub async fn record_failure(pool: &PgPool, repository: &str, branch: &str, error
     .execute(pool)
     .await?;
     Ok(())
+}
+
+#[derive(Default)]
+struct ValidRows {
+    name: Vec<String>,
+    file: Vec<String>,
+    revision: Vec<String>,
+    template: Vec<Option<String>>,
+    template_revision: Vec<Option<String>>,
+    spec: Vec<serde_json::Value>,
+}
+
+#[derive(Default)]
+struct InvalidRows {
+    name: Vec<String>,
+    file: Vec<String>,
+    errors: Vec<serde_json::Value>,
 }

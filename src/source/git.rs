@@ -237,26 +237,21 @@ impl GitSource {
         Ok(tree)
     }
 
-    /// Paths that differ between two commits, limited to `folders`.
+    /// Paths that differ between two commits, limited to `folders`. Subtrees with the same
+    /// object id are skipped without being read, so the cost follows the size of the change.
     pub fn changed_paths(&self, old: &str, new: &str, folders: &[&str]) -> Result<Vec<String>, SourceError> {
         let repo = self.open()?;
         let a = commit_tree(&repo, &self.url, old)?;
         let b = commit_tree(&repo, &self.url, new)?;
-        let mut opts = git2::DiffOptions::new();
-        for f in folders {
-            opts.pathspec(format!("{}/", f.trim_matches('/')));
-        }
-        opts.include_typechange(true);
-        let diff = repo
-            .diff_tree_to_tree(Some(&a), Some(&b), Some(&mut opts))
-            .map_err(|e| git_err(&self.url, "diff commits", e))?;
         let mut paths = Vec::new();
-        for d in diff.deltas() {
-            for f in [d.old_file(), d.new_file()] {
-                if let Some(p) = f.path().and_then(|p| p.to_str()) {
-                    paths.push(p.to_string());
-                }
-            }
+        for folder in folders {
+            let folder = folder.trim_matches('/');
+            let sub = |t: &git2::Tree| -> Option<git2::Tree<'_>> {
+                let e = t.get_path(Path::new(folder)).ok()?;
+                repo.find_tree(e.id()).ok()
+            };
+            diff_trees(&repo, sub(&a).as_ref(), sub(&b).as_ref(), folder, &mut paths)
+                .map_err(|e| git_err(&self.url, "diff commits", e))?;
         }
         paths.sort();
         paths.dedup();
@@ -301,4 +296,39 @@ fn read_entry(repo: &Repository, oid: Oid, mode: i32) -> Result<Entry, git2::Err
     }
     let blob = repo.find_blob(oid)?;
     Ok(Entry::File(std::sync::Arc::from(blob.content())))
+}
+
+/// Blob paths under `prefix` that differ between two trees (either may be absent).
+fn diff_trees(repo: &Repository, a: Option<&git2::Tree>, b: Option<&git2::Tree>, prefix: &str, out: &mut Vec<String>) -> Result<(), git2::Error> {
+    if let (Some(a), Some(b)) = (a, b) {
+        if a.id() == b.id() {
+            return Ok(());
+        }
+    }
+    let entries = |t: Option<&git2::Tree>| -> std::collections::BTreeMap<Vec<u8>, (Oid, i32, Option<ObjectType>)> {
+        t.map(|t| t.iter().map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode(), e.kind()))).collect()).unwrap_or_default()
+    };
+    let (ea, eb) = (entries(a), entries(b));
+    let names: std::collections::BTreeSet<&Vec<u8>> = ea.keys().chain(eb.keys()).collect();
+    for name in names {
+        let (x, y) = (ea.get(name), eb.get(name));
+        if let (Some(x), Some(y)) = (x, y) {
+            if x.0 == y.0 && x.1 == y.1 {
+                continue;
+            }
+        }
+        let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
+        let as_tree = |e: Option<&(Oid, i32, Option<ObjectType>)>| -> Option<git2::Tree<'_>> {
+            e.filter(|e| e.2 == Some(ObjectType::Tree)).and_then(|e| repo.find_tree(e.0).ok())
+        };
+        let (ta, tb) = (as_tree(x), as_tree(y));
+        let blob = |e: Option<&(Oid, i32, Option<ObjectType>)>| e.is_some_and(|e| e.2 == Some(ObjectType::Blob));
+        if blob(x) || blob(y) {
+            out.push(path.clone());
+        }
+        if ta.is_some() || tb.is_some() {
+            diff_trees(repo, ta.as_ref(), tb.as_ref(), &path, out)?;
+        }
+    }
+    Ok(())
 }
