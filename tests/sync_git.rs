@@ -247,3 +247,64 @@ async fn a_crash_before_the_state_is_written_replans_the_same_runs_once() {
     assert_eq!(count(&pool, "SELECT count(*) FROM test_runs").await, 3);
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn http_remotes_authenticate_with_a_token_from_the_environment_and_never_leak_it() {
+    let remote = Remote::new();
+    remote.commit(&as_files(&tests_files(1)), "initial");
+    let port = http_git::serve(remote.bare.parent().unwrap(), "ci-bot", "tok-3f9a-secret");
+    let url = format!("http://127.0.0.1:{port}/remote.git");
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let state = tempfile::tempdir().unwrap();
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
+
+    // Without credentials the fetch fails, and says why.
+    let mut anon = Syncer::new(GitSource::new(&url, "main", state.path(), GitAuth::default()), Layout::default(), policy.clone(), pool.clone(), Arc::new(Metrics::new()));
+    let err = anon.sync("test").await.unwrap_err().to_string();
+    assert!(err.contains("credentials"), "{err}");
+
+    // The token comes from an environment variable named in the config, never the config text.
+    std::env::set_var("PERFSYNC_TEST_GIT_TOKEN", "tok-3f9a-secret");
+    let cfg = Config::parse(
+        "perfsync.yaml",
+        "repository:\n  url: http://127.0.0.1/x.git\n  auth:\n    username: ci-bot\n    password: {env: PERFSYNC_TEST_GIT_TOKEN}\n",
+    )
+    .unwrap();
+    assert!(!format!("{cfg:?}").contains("tok-3f9a-secret"));
+    let auth = cfg.git_auth().unwrap();
+    assert!(!format!("{auth:?}").contains("tok-3f9a-secret"), "Debug redacts the password");
+    let mut s = Syncer::new(GitSource::new(&url, "main", state.path(), auth.clone()), Layout::default(), policy.clone(), pool.clone(), Arc::new(Metrics::new()));
+    let o = s.sync("test").await.unwrap();
+    assert!(o.plan.is_baseline());
+
+    // A token written into the URL is redacted wherever the URL is shown.
+    let in_url = format!("http://ci-bot:tok-3f9a-secret@127.0.0.1:{port}/missing.git");
+    let mut leaky = Syncer::new(GitSource::new(&in_url, "main", state.path(), GitAuth::default()), Layout::default(), policy, pool.clone(), Arc::new(Metrics::new()));
+    let err = leaky.sync("test").await.unwrap_err().to_string();
+    assert!(!err.contains("tok-3f9a-secret"), "{err}");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT coalesce(last_error, '') || repository FROM sync_state").fetch_all(&pool).await.unwrap();
+    assert!(stored.iter().all(|e| !e.contains("tok-3f9a-secret")), "{stored:?}");
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_local_repository_is_watched_and_polls_fire_on_time() {
+    use perfsync::sync::triggers::Triggers;
+    use perfsync::sync::watch::{local_git_dir, watch};
+    let remote = Remote::new();
+    remote.commit(&as_files(&tests_files(1)), "initial");
+    let triggers = Arc::new(Triggers::new());
+    let dir = local_git_dir(&remote.path_url()).expect("a bare repository is a local git dir");
+    let _watcher = watch(&dir, "main", triggers.clone()).unwrap();
+    remote.commit(&[("tests/t0/script.js", Some(&script("watched")))], "watched");
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), triggers.next()).await.expect("a watch trigger");
+    assert!(batch.iter().any(|t| t.kind == "watch"), "{batch:?}");
+    assert_eq!(local_git_dir("https://example.com/x.git"), None);
+
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let polls = Arc::new(Triggers::new());
+    tokio::spawn(perfsync::sync::run::poll_loop(polls.clone(), std::time::Duration::from_millis(20), std::time::Duration::from_millis(20), rx));
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), polls.next()).await.expect("a poll trigger");
+    assert_eq!(batch[0].kind, "poll");
+}

@@ -2,6 +2,8 @@
 //! PostgreSQL schema of its own per test, and a raw HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod http_git;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
