@@ -308,3 +308,63 @@ async fn a_local_repository_is_watched_and_polls_fire_on_time() {
     let batch = tokio::time::timeout(std::time::Duration::from_secs(10), polls.next()).await.expect("a poll trigger");
     assert_eq!(batch[0].kind, "poll");
 }
+
+#[tokio::test]
+async fn ssh_remotes_use_a_key_file_and_check_the_host_key() {
+    let sshd = std::path::Path::new("/usr/sbin/sshd");
+    if !sshd.exists() {
+        assert!(std::env::var_os("CI").is_none(), "CI installs openssh-server (scripts/setup.sh)");
+        eprintln!("sshd not installed; skipping");
+        return;
+    }
+    let remote = Remote::new();
+    remote.commit(&as_files(&tests_files(1)), "initial");
+    let keys = tempfile::tempdir().unwrap();
+    let k = |n: &str| keys.path().join(n);
+    for (name, kind) in [("host", "ed25519"), ("client", "ed25519"), ("stranger", "ed25519")] {
+        std::process::Command::new("ssh-keygen").args(["-q", "-t", kind, "-N", "", "-f"]).arg(k(name)).status().unwrap();
+    }
+    std::fs::copy(k("client.pub"), k("authorized_keys")).unwrap();
+    let port = free_port();
+    std::fs::write(
+        k("sshd_config"),
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nPidFile {}\nPasswordAuthentication no\n",
+            k("host").display(),
+            k("authorized_keys").display(),
+            k("sshd.pid").display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut daemon = std::process::Command::new(sshd).arg("-D").arg("-f").arg(k("sshd_config")).stderr(std::process::Stdio::null()).spawn().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let host_pub = std::fs::read_to_string(k("host.pub")).unwrap();
+    let known = format!("[127.0.0.1]:{port} {host_pub}");
+    let url = format!("ssh://root@127.0.0.1:{port}{}", remote.bare.display());
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
+    let auth = |key: &str, known: &str| GitAuth { ssh_key: Some(k(key)), known_hosts: Some(known.to_string()), ..Default::default() };
+    let mk = |a: GitAuth, state: &Path| Syncer::new(GitSource::new(&url, "main", state, a), Layout::default(), policy.clone(), pool.clone(), Arc::new(Metrics::new()));
+
+    let s1 = tempfile::tempdir().unwrap();
+    let o = mk(auth("client", &known), s1.path()).sync("test").await;
+    let s2 = tempfile::tempdir().unwrap();
+    let wrong_key = mk(auth("stranger", &known), s2.path()).sync("test").await;
+    let s3 = tempfile::tempdir().unwrap();
+    let stranger_pub = std::fs::read_to_string(k("stranger.pub")).unwrap();
+    let wrong_host = mk(auth("client", &format!("[127.0.0.1]:{port} {stranger_pub}")), s3.path()).sync("test").await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(o.expect("fetch over ssh with the key file").plan.is_baseline());
+    assert!(wrong_key.is_err(), "a key the server does not know is refused");
+    let err = wrong_host.unwrap_err().to_string();
+    assert!(err.contains("host key") || err.contains("hostkey"), "{err}");
+    db.drop_schema().await;
+}

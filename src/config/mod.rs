@@ -126,6 +126,9 @@ pub struct GitAuthConfig {
     pub password: Option<SecretRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_file: Option<String>,
+    /// OpenSSH known_hosts file holding the SSH remote's host key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<String>,
 }
 
 /// Where the tests live and where results go.
@@ -288,6 +291,17 @@ impl Config {
             username: a.username.clone(),
             password: a.password.as_ref().map(|p| p.resolve("repository.auth.password")).transpose()?,
             ssh_key: a.ssh_key_file.as_ref().map(std::path::PathBuf::from),
+            known_hosts: a
+                .known_hosts_file
+                .as_ref()
+                .map(|f| {
+                    std::fs::read_to_string(f).map_err(|e| SecretError::File {
+                        key: "repository.auth.knownHostsFile".into(),
+                        path: f.clone(),
+                        reason: e.kind().to_string(),
+                    })
+                })
+                .transpose()?,
         })
     }
 }
