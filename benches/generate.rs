@@ -6,13 +6,22 @@ use std::path::Path;
 /// A realistic 40-line k6 script for test `i`.
 pub fn script(i: usize) -> String {
     let mut s = String::from("import http from 'k6/http';\nimport { check, sleep, group } from 'k6';\nimport { Trend } from 'k6/metrics';\n\n");
-    let _ = writeln!(s, "const BASE = __ENV.BASE_URL || 'http://127.0.0.1:18080';");
+    let _ = writeln!(
+        s,
+        "const BASE = __ENV.BASE_URL || 'http://127.0.0.1:18080';"
+    );
     let _ = writeln!(s, "const latency = new Trend('endpoint_{i}_latency');\n");
     s.push_str("export default function () {\n");
     for step in 0..7 {
         let _ = writeln!(s, "  group('step {step}', () => {{");
-        let _ = writeln!(s, "    const res = http.get(`${{BASE}}/api/items/{i}?step={step}`);");
-        let _ = writeln!(s, "    check(res, {{ 'status is 200': (r) => r.status === 200 }});");
+        let _ = writeln!(
+            s,
+            "    const res = http.get(`${{BASE}}/api/items/{i}?step={step}`);"
+        );
+        let _ = writeln!(
+            s,
+            "    check(res, {{ 'status is 200': (r) => r.status === 200 }});"
+        );
         let _ = writeln!(s, "    latency.add(res.timings.duration);");
         let _ = writeln!(s, "  }});");
     }
@@ -36,6 +45,9 @@ pub fn write_repo(root: &Path, count: usize) -> std::io::Result<()> {
         std::fs::write(dir.join("perftest.yaml"), spec(i))?;
         std::fs::write(dir.join("script.js"), script(i))?;
     }
-    std::fs::write(root.join("perfsync.yaml"), "policy:\n  allowedTargets: [http://127.0.0.1]\n")?;
+    std::fs::write(
+        root.join("perfsync.yaml"),
+        "policy:\n  allowedTargets: [http://127.0.0.1]\n",
+    )?;
     Ok(())
 }

@@ -2,9 +2,9 @@
 //! that changes one test (excluding the fetch), and signed webhook → finished plan on loopback.
 //! Needs the PostgreSQL of this machine (127.0.0.1:5432, database `test`).
 
+mod generate;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod generate;
 
 use perfsync::config::{Config, Layout};
 use perfsync::metrics::Metrics;
@@ -43,10 +43,18 @@ async fn main() {
     let db = TestDb::new().await;
     let pool = db.pool().await;
     let state = tempfile::tempdir().unwrap();
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
+        .unwrap()
+        .policy;
     let metrics = Arc::new(Metrics::new());
     let src = GitSource::new(&remote.path_url(), "main", state.path(), GitAuth::default());
-    let mut syncer = Syncer::new(src, Layout::default(), policy, pool.clone(), metrics.clone());
+    let mut syncer = Syncer::new(
+        src,
+        Layout::default(),
+        policy,
+        pool.clone(),
+        metrics.clone(),
+    );
 
     let t = Instant::now();
     let first = syncer.sync("bench").await.expect("first sync");
@@ -59,9 +67,18 @@ async fn main() {
     let mut planning = Vec::new();
     let mut totals = Vec::new();
     for i in 0..ROUNDS {
-        let dir = remote.work.join(format!("tests/group-{:02}/test-{i}", i % 100));
-        std::fs::write(dir.join("script.js"), format!("{}// change {i}\n", generate::script(i))).unwrap();
-        git(&remote.work, &["commit", "-q", "-am", &format!("change test-{i}")]);
+        let dir = remote
+            .work
+            .join(format!("tests/group-{:02}/test-{i}", i % 100));
+        std::fs::write(
+            dir.join("script.js"),
+            format!("{}// change {i}\n", generate::script(i)),
+        )
+        .unwrap();
+        git(
+            &remote.work,
+            &["commit", "-q", "-am", &format!("change test-{i}")],
+        );
         git(&remote.work, &["push", "-q", "origin", "HEAD:main"]);
         let t = Instant::now();
         let o = syncer.sync("bench").await.expect("sync");
@@ -96,15 +113,28 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in 0..ROUNDS {
         let n = ROUNDS + i;
-        let dir = remote.work.join(format!("tests/group-{:02}/test-{n}", n % 100));
-        std::fs::write(dir.join("script.js"), format!("{}// hook {i}\n", generate::script(n))).unwrap();
+        let dir = remote
+            .work
+            .join(format!("tests/group-{:02}/test-{n}", n % 100));
+        std::fs::write(
+            dir.join("script.js"),
+            format!("{}// hook {i}\n", generate::script(n)),
+        )
+        .unwrap();
         git(&remote.work, &["commit", "-q", "-am", "hook"]);
         git(&remote.work, &["push", "-q", "origin", "HEAD:main"]);
         let head = remote.head();
         let body = format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{head}\"}}");
         let sig = format!("sha256={}", sign(&secret, body.as_bytes()));
         let t = Instant::now();
-        let (status, _) = http(addr, "POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)], body.as_bytes()).await;
+        let (status, _) = http(
+            addr,
+            "POST",
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            body.as_bytes(),
+        )
+        .await;
         assert_eq!(status, 202);
         let o = outcomes.recv().await.expect("outcome");
         latencies.push(t.elapsed());

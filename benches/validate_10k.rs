@@ -32,7 +32,10 @@ fn main() -> std::io::Result<()> {
     let cfg = root.join("perfsync.yaml");
 
     // One warm-up so the page cache holds the files for every measured run.
-    run(Command::new(bin).args(["validate", "--config"]).arg(&cfg).arg(root));
+    run(Command::new(bin)
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .arg(root));
     let mut times = Vec::new();
     for _ in 0..5 {
         let mut cmd = Command::new(bin);
@@ -53,7 +56,9 @@ fn main() -> std::io::Result<()> {
     let mut cmd = Command::new("check-jsonschema");
     cmd.arg("--schemafile").arg(&schema).args(&specs);
     match cmd.stdout(Stdio::null()).stderr(Stdio::null()).status() {
-        Err(_) => println!("check-jsonschema not installed (pip install check-jsonschema): comparison skipped"),
+        Err(_) => println!(
+            "check-jsonschema not installed (pip install check-jsonschema): comparison skipped"
+        ),
         Ok(_) => {
             let mut cmd = Command::new("check-jsonschema");
             cmd.arg("--schemafile").arg(&schema).args(&specs);

@@ -46,22 +46,52 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
     let pool = db::pool(&url)?;
     db::migrate(&pool).await?;
     let repo_url = config.repository_url()?;
-    let source = GitSource::new(&repo_url, &config.repository.branch, Path::new(&config.state_dir), config.git_auth()?);
+    let source = GitSource::new(
+        &repo_url,
+        &config.repository.branch,
+        Path::new(&config.state_dir),
+        config.git_auth()?,
+    );
     let metrics = Arc::new(Metrics::new());
-    let syncer = Syncer::new(source, config.repository.layout(), config.policy.clone(), pool.clone(), metrics.clone());
+    let syncer = Syncer::new(
+        source,
+        config.repository.layout(),
+        config.policy.clone(),
+        pool.clone(),
+        metrics.clone(),
+    );
     let mut hook_secrets = BTreeMap::new();
     let w = &config.webhooks;
-    for (name, r) in [("github", &w.github), ("gitlab", &w.gitlab), ("gitea", &w.gitea), ("generic", &w.generic)] {
+    for (name, r) in [
+        ("github", &w.github),
+        ("gitlab", &w.gitlab),
+        ("gitea", &w.gitea),
+        ("generic", &w.generic),
+    ] {
         if let Some(r) = r {
             hook_secrets.insert(name, r.resolve(&format!("webhooks.{name}"))?);
         }
     }
-    let api_token = config.server.api_token.as_ref().map(|r| r.resolve("server.apiToken")).transpose()?;
+    let api_token = config
+        .server
+        .api_token
+        .as_ref()
+        .map(|r| r.resolve("server.apiToken"))
+        .transpose()?;
     let listen = config.server.listen.clone();
-    let addr: SocketAddr = listen.parse().map_err(|e: std::net::AddrParseError| DaemonError::Listen { addr: listen.clone(), reason: e.to_string() })?;
+    let addr: SocketAddr =
+        listen
+            .parse()
+            .map_err(|e: std::net::AddrParseError| DaemonError::Listen {
+                addr: listen.clone(),
+                reason: e.to_string(),
+            })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| DaemonError::Listen { addr: listen.clone(), reason: e.to_string() })?;
+        .map_err(|e| DaemonError::Listen {
+            addr: listen.clone(),
+            reason: e.to_string(),
+        })?;
     let state = Arc::new(AppState {
         triggers: Arc::new(Triggers::new()),
         metrics,
@@ -71,31 +101,61 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         api_token,
         pool: Some(pool),
     });
-    Ok(Parts { config, syncer, state, listener })
+    Ok(Parts {
+        config,
+        syncer,
+        state,
+        listener,
+    })
 }
 
 /// Runs until SIGTERM or SIGINT (then `Ok`) or until a task dies (then `Err`).
 pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-    let Parts { config, syncer, state, listener } = parts;
+    let Parts {
+        config,
+        syncer,
+        state,
+        listener,
+    } = parts;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
 
     let _watcher = match repo_watch::local_git_dir(&config.repository_url()?) {
         Some(dir) if config.sync.watch => Some(
-            repo_watch::watch(&dir, &config.repository.branch, state.triggers.clone()).map_err(|e| DaemonError::Watch(e.to_string()))?,
+            repo_watch::watch(&dir, &config.repository.branch, state.triggers.clone())
+                .map_err(|e| DaemonError::Watch(e.to_string()))?,
         ),
         _ => None,
     };
     state.triggers.fire("start", None);
     {
-        let (t, h, s) = (state.triggers.clone(), state.health.clone(), shutdown.clone());
-        tasks.spawn(async move { sync_loop(syncer, t, h, None, s).await; "sync" }.instrument(tracing::info_span!("sync-loop")));
+        let (t, h, s) = (
+            state.triggers.clone(),
+            state.health.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(
+            async move {
+                sync_loop(syncer, t, h, None, s).await;
+                "sync"
+            }
+            .instrument(tracing::info_span!("sync-loop")),
+        );
     }
     {
         let (t, s) = (state.triggers.clone(), shutdown.clone());
-        let (i, j) = (config.sync.poll_interval.as_duration(), config.sync.poll_jitter.as_duration());
-        tasks.spawn(async move { poll_loop(t, i, j, s).await; "poll" }.instrument(tracing::info_span!("poll")));
+        let (i, j) = (
+            config.sync.poll_interval.as_duration(),
+            config.sync.poll_jitter.as_duration(),
+        );
+        tasks.spawn(
+            async move {
+                poll_loop(t, i, j, s).await;
+                "poll"
+            }
+            .instrument(tracing::info_span!("poll")),
+        );
     }
     {
         let mut s = shutdown.clone();

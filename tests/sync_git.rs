@@ -13,12 +13,27 @@ use support::*;
 
 fn syncer(url: &str, state: &Path, pool: sqlx::PgPool) -> Syncer {
     let src = GitSource::new(url, "main", state, GitAuth::default());
-    let policy = Config::parse("perfsync.yaml", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
-    Syncer::new(src, Layout::default(), policy, pool, Arc::new(Metrics::new()))
+    let policy = Config::parse(
+        "perfsync.yaml",
+        "policy:\n  allowedTargets: [http://127.0.0.1]\n",
+    )
+    .unwrap()
+    .policy;
+    Syncer::new(
+        src,
+        Layout::default(),
+        policy,
+        pool,
+        Arc::new(Metrics::new()),
+    )
 }
 
 fn runs(o: &perfsync::sync::SyncOutcome) -> Vec<(String, Reason)> {
-    o.plan.runs.iter().map(|r| (r.test.clone(), r.reason)).collect()
+    o.plan
+        .runs
+        .iter()
+        .map(|r| (r.test.clone(), r.reason))
+        .collect()
 }
 
 async fn count(pool: &sqlx::PgPool, sql: &'static str) -> i64 {
@@ -34,32 +49,77 @@ async fn a_change_plans_exactly_the_tests_it_touches() {
     let state = tempfile::tempdir().unwrap();
     let mut files = tests_files(3);
     files.insert("templates/tpl/template.yaml".into(), "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTemplate\nmetadata:\n  name: tpl\nspec:\n  category: api\n  script: s.js\n  params:\n    P: {default: a}\n".into());
-    files.insert("templates/tpl/s.js".into(), "export default function () { console.log('${P}'); }\n".into());
+    files.insert(
+        "templates/tpl/s.js".into(),
+        "export default function () { console.log('${P}'); }\n".into(),
+    );
     files.insert("tests/from-tpl/perftest.yaml".into(), "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: from-tpl\nspec:\n  template: {name: tpl}\n  targets: [http://127.0.0.1:18080]\n".into());
     let c1 = remote.commit(&as_files(&files), "initial");
     let mut s = syncer(&url, state.path(), pool.clone());
 
     let first = s.sync("test").await.unwrap();
-    assert!(first.plan.is_baseline() && first.plan.runs.is_empty(), "the first sync records a baseline only");
+    assert!(
+        first.plan.is_baseline() && first.plan.runs.is_empty(),
+        "the first sync records a baseline only"
+    );
     assert_eq!(first.head, c1);
     assert_eq!(count(&pool, "SELECT count(*) FROM perf_tests").await, 4);
 
-    remote.commit(&[("tests/t1/script.js", Some(&script("changed"))), ("tests/t9/perftest.yaml", Some(&spec("t9", "script.js"))), ("tests/t9/script.js", Some(&script("t9")))], "change t1, add t9");
+    remote.commit(
+        &[
+            ("tests/t1/script.js", Some(&script("changed"))),
+            ("tests/t9/perftest.yaml", Some(&spec("t9", "script.js"))),
+            ("tests/t9/script.js", Some(&script("t9"))),
+        ],
+        "change t1, add t9",
+    );
     let second = s.sync("test").await.unwrap();
-    assert_eq!(runs(&second), vec![("t1".into(), Reason::Changed), ("t9".into(), Reason::New)]);
+    assert_eq!(
+        runs(&second),
+        vec![("t1".into(), Reason::Changed), ("t9".into(), Reason::New)]
+    );
     assert_eq!(second.queued.len(), 2);
 
-    remote.commit(&[("templates/tpl/s.js", Some("export default function () { console.log('${P}!'); }\n"))], "template");
-    assert_eq!(runs(&s.sync("test").await.unwrap()), vec![("from-tpl".into(), Reason::TemplateChanged)]);
+    remote.commit(
+        &[(
+            "templates/tpl/s.js",
+            Some("export default function () { console.log('${P}!'); }\n"),
+        )],
+        "template",
+    );
+    assert_eq!(
+        runs(&s.sync("test").await.unwrap()),
+        vec![("from-tpl".into(), Reason::TemplateChanged)]
+    );
 
-    remote.commit(&[("results/t1/run.json", Some("{}")), ("README.md", Some("docs"))], "results and docs");
+    remote.commit(
+        &[
+            ("results/t1/run.json", Some("{}")),
+            ("README.md", Some("docs")),
+        ],
+        "results and docs",
+    );
     let quiet = s.sync("test").await.unwrap();
-    assert!(quiet.plan.runs.is_empty() && quiet.plan.removed.is_empty(), "results/ never triggers anything");
+    assert!(
+        quiet.plan.runs.is_empty() && quiet.plan.removed.is_empty(),
+        "results/ never triggers anything"
+    );
 
     remote.commit(&[("tests/t2", None)], "delete t2");
     let removed = s.sync("test").await.unwrap();
-    assert_eq!(removed.plan.removed.iter().map(|r| r.test.as_str()).collect::<Vec<_>>(), vec!["t2"]);
-    assert_eq!(count(&pool, "SELECT count(*) FROM perf_tests WHERE name = 't2'").await, 0);
+    assert_eq!(
+        removed
+            .plan
+            .removed
+            .iter()
+            .map(|r| r.test.as_str())
+            .collect::<Vec<_>>(),
+        vec!["t2"]
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM perf_tests WHERE name = 't2'").await,
+        0
+    );
 
     // Up to date: nothing planned, nothing recorded twice.
     assert!(s.sync("test").await.unwrap().up_to_date);
@@ -76,8 +136,17 @@ async fn suspend_and_on_change_false_record_the_revision_without_running() {
     let mut s = syncer(&remote.path_url(), state.path(), db.pool().await);
     s.sync("test").await.unwrap();
     let suspended = format!("{}  suspend: true\n", spec("t0", "script.js"));
-    let manual = format!("{}  trigger: {{onChange: false}}\n", spec("t1", "script.js"));
-    remote.commit(&[("tests/t0/perftest.yaml", Some(&suspended)), ("tests/t1/perftest.yaml", Some(&manual))], "quiet");
+    let manual = format!(
+        "{}  trigger: {{onChange: false}}\n",
+        spec("t1", "script.js")
+    );
+    remote.commit(
+        &[
+            ("tests/t0/perftest.yaml", Some(&suspended)),
+            ("tests/t1/perftest.yaml", Some(&manual)),
+        ],
+        "quiet",
+    );
     let o = s.sync("test").await.unwrap();
     assert!(o.plan.runs.is_empty(), "{:?}", o.plan.runs);
     let why: Vec<&str> = o.plan.skipped.iter().map(|k| k.why).collect();
@@ -104,9 +173,15 @@ async fn a_force_push_compares_content_so_unchanged_tests_never_rerun() {
     assert_eq!(o.head, head);
     assert_eq!(runs(&o), vec![("t1".into(), Reason::Changed)]);
     // A restarted daemon (no cached snapshot) plans the same from the database.
-    remote.commit(&[("tests/t2/script.js", Some(&script("after-restart")))], "t2");
+    remote.commit(
+        &[("tests/t2/script.js", Some(&script("after-restart")))],
+        "t2",
+    );
     let mut restarted = syncer(&remote.path_url(), state.path(), db.pool().await);
-    assert_eq!(runs(&restarted.sync("test").await.unwrap()), vec![("t2".into(), Reason::Changed)]);
+    assert_eq!(
+        runs(&restarted.sync("test").await.unwrap()),
+        vec![("t2".into(), Reason::Changed)]
+    );
     db.drop_schema().await;
 }
 
@@ -128,7 +203,10 @@ async fn a_revert_runs_the_old_script_again() {
     git(&remote.work, &["push", "-q", "origin", "HEAD:main"]);
     let b2 = s.sync("test").await.unwrap();
     assert_eq!(b.queued[0].revision, b2.queued[0].revision);
-    assert_ne!(b.queued[0].id, b2.queued[0].id, "the same revision again is a new attempt");
+    assert_ne!(
+        b.queued[0].id, b2.queued[0].id,
+        "the same revision again is a new attempt"
+    );
     assert!(b2.queued[0].id.ends_with("-2"));
     assert_ne!(a.queued[0].revision, b.queued[0].revision);
     assert_eq!(count(&pool, "SELECT count(*) FROM test_runs").await, 3);
@@ -150,12 +228,18 @@ async fn the_remote_going_away_fails_the_sync_until_it_is_back() {
     remote.stop();
     let err = s.sync("test").await.unwrap_err().to_string();
     assert!(err.contains("fetch"), "{err}");
-    let last_error: Option<String> = sqlx::query_scalar("SELECT last_error FROM sync_state").fetch_one(&pool).await.unwrap();
+    let last_error: Option<String> = sqlx::query_scalar("SELECT last_error FROM sync_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(last_error.is_some_and(|e| e.contains("127.0.0.1")));
     remote.serve(Some(port));
     let back = s.sync("test").await.unwrap();
     assert_eq!(runs(&back), vec![("t0".into(), Reason::Changed)]);
-    let cleared: Option<String> = sqlx::query_scalar("SELECT last_error FROM sync_state").fetch_one(&pool).await.unwrap();
+    let cleared: Option<String> = sqlx::query_scalar("SELECT last_error FROM sync_state")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(cleared, None);
     db.drop_schema().await;
 }
@@ -185,17 +269,40 @@ async fn a_commit_breaking_every_test_removes_none_and_runs_none() {
     remote.commit(&as_files(&tests_files(3)), "initial");
     let mut s = syncer(&remote.path_url(), state.path(), pool.clone());
     s.sync("test").await.unwrap();
-    let broken: Vec<(String, String)> = (0..3).map(|i| (format!("tests/t{i}/perftest.yaml"), "kind: PerfTest\n: : broken".to_string())).collect();
-    remote.commit(&broken.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "break all");
+    let broken: Vec<(String, String)> = (0..3)
+        .map(|i| {
+            (
+                format!("tests/t{i}/perftest.yaml"),
+                "kind: PerfTest\n: : broken".to_string(),
+            )
+        })
+        .collect();
+    remote.commit(
+        &broken
+            .iter()
+            .map(|(a, b)| (a.as_str(), Some(b.as_str())))
+            .collect::<Vec<_>>(),
+        "break all",
+    );
     let o = s.sync("test").await.unwrap();
     assert!(o.plan.runs.is_empty() && o.plan.removed.is_empty());
     assert_eq!(o.plan.invalid.len(), 3);
-    assert!(o.plan.invalid.iter().all(|i| i.errors.iter().any(|e| e.code == perfsync::spec::Code::YamlSyntax)));
+    assert!(o.plan.invalid.iter().all(|i| i
+        .errors
+        .iter()
+        .any(|e| e.code == perfsync::spec::Code::YamlSyntax)));
     // Fixing them back to the same content runs nothing: the revisions were kept.
     remote.commit(&as_files(&tests_files(3)), "fix all");
     let fixed = s.sync("test").await.unwrap();
-    assert!(fixed.plan.runs.is_empty() && fixed.plan.invalid.is_empty(), "{:?}", fixed.plan);
-    assert_eq!(count(&pool, "SELECT count(*) FROM perf_tests WHERE valid").await, 3);
+    assert!(
+        fixed.plan.runs.is_empty() && fixed.plan.invalid.is_empty(),
+        "{:?}",
+        fixed.plan
+    );
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM perf_tests WHERE valid").await,
+        3
+    );
     db.drop_schema().await;
 }
 
@@ -213,7 +320,10 @@ async fn empty_repositories_and_huge_files_are_handled() {
     remote.commit(&as_files(&files), "huge file");
     let o = s.sync("test").await.unwrap();
     assert_eq!(o.plan.invalid.len(), 1);
-    assert_eq!(o.plan.invalid[0].errors[0].code, perfsync::spec::Code::LimitExceeded);
+    assert_eq!(
+        o.plan.invalid[0].errors[0].code,
+        perfsync::spec::Code::LimitExceeded
+    );
     assert_eq!(o.plan.invalid[0].errors[0].file, "tests/t0/big.bin");
     db.drop_schema().await;
 }
@@ -227,23 +337,45 @@ async fn a_crash_before_the_state_is_written_replans_the_same_runs_once() {
     remote.commit(&as_files(&tests_files(3)), "initial");
     let mut s = syncer(&remote.path_url(), state.path(), pool.clone());
     s.sync("test").await.unwrap();
-    remote.commit(&[("tests/t0/script.js", Some(&script("a"))), ("tests/t2/script.js", Some(&script("b")))], "two changes");
+    remote.commit(
+        &[
+            ("tests/t0/script.js", Some(&script("a"))),
+            ("tests/t2/script.js", Some(&script("b"))),
+        ],
+        "two changes",
+    );
     s.fail_before_commit = true;
     assert!(s.sync("test").await.is_err());
-    assert_eq!(count(&pool, "SELECT count(*) FROM test_runs").await, 0, "nothing of the crashed sync was kept");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM test_runs").await,
+        0,
+        "nothing of the crashed sync was kept"
+    );
     // The restarted daemon plans the same runs, once.
     let mut restarted = syncer(&remote.path_url(), state.path(), pool.clone());
     let o = restarted.sync("test").await.unwrap();
-    assert_eq!(runs(&o), vec![("t0".into(), Reason::Changed), ("t2".into(), Reason::Changed)]);
+    assert_eq!(
+        runs(&o),
+        vec![
+            ("t0".into(), Reason::Changed),
+            ("t2".into(), Reason::Changed)
+        ]
+    );
     assert!(restarted.sync("test").await.unwrap().up_to_date);
     // A second process whose cached state is older loses the race instead of planning twice.
     let mut other = syncer(&remote.path_url(), state.path(), pool.clone());
     assert!(other.sync("test").await.unwrap().up_to_date);
     remote.commit(&[("tests/t1/script.js", Some(&script("c")))], "one more");
-    assert_eq!(runs(&restarted.sync("test").await.unwrap()), vec![("t1".into(), Reason::Changed)]);
+    assert_eq!(
+        runs(&restarted.sync("test").await.unwrap()),
+        vec![("t1".into(), Reason::Changed)]
+    );
     let err = other.sync("test").await.unwrap_err().to_string();
     assert!(err.contains("lost a race"), "{err}");
-    assert!(other.sync("test").await.unwrap().up_to_date, "after reloading, it is up to date");
+    assert!(
+        other.sync("test").await.unwrap().up_to_date,
+        "after reloading, it is up to date"
+    );
     assert_eq!(count(&pool, "SELECT count(*) FROM test_runs").await, 3);
     db.drop_schema().await;
 }
@@ -257,10 +389,18 @@ async fn http_remotes_authenticate_with_a_token_from_the_environment_and_never_l
     let db = TestDb::new().await;
     let pool = db.pool().await;
     let state = tempfile::tempdir().unwrap();
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
+        .unwrap()
+        .policy;
 
     // Without credentials the fetch fails, and says why.
-    let mut anon = Syncer::new(GitSource::new(&url, "main", state.path(), GitAuth::default()), Layout::default(), policy.clone(), pool.clone(), Arc::new(Metrics::new()));
+    let mut anon = Syncer::new(
+        GitSource::new(&url, "main", state.path(), GitAuth::default()),
+        Layout::default(),
+        policy.clone(),
+        pool.clone(),
+        Arc::new(Metrics::new()),
+    );
     let err = anon.sync("test").await.unwrap_err().to_string();
     assert!(err.contains("credentials"), "{err}");
 
@@ -273,18 +413,40 @@ async fn http_remotes_authenticate_with_a_token_from_the_environment_and_never_l
     .unwrap();
     assert!(!format!("{cfg:?}").contains("tok-3f9a-secret"));
     let auth = cfg.git_auth().unwrap();
-    assert!(!format!("{auth:?}").contains("tok-3f9a-secret"), "Debug redacts the password");
-    let mut s = Syncer::new(GitSource::new(&url, "main", state.path(), auth.clone()), Layout::default(), policy.clone(), pool.clone(), Arc::new(Metrics::new()));
+    assert!(
+        !format!("{auth:?}").contains("tok-3f9a-secret"),
+        "Debug redacts the password"
+    );
+    let mut s = Syncer::new(
+        GitSource::new(&url, "main", state.path(), auth.clone()),
+        Layout::default(),
+        policy.clone(),
+        pool.clone(),
+        Arc::new(Metrics::new()),
+    );
     let o = s.sync("test").await.unwrap();
     assert!(o.plan.is_baseline());
 
     // A token written into the URL is redacted wherever the URL is shown.
     let in_url = format!("http://ci-bot:tok-3f9a-secret@127.0.0.1:{port}/missing.git");
-    let mut leaky = Syncer::new(GitSource::new(&in_url, "main", state.path(), GitAuth::default()), Layout::default(), policy, pool.clone(), Arc::new(Metrics::new()));
+    let mut leaky = Syncer::new(
+        GitSource::new(&in_url, "main", state.path(), GitAuth::default()),
+        Layout::default(),
+        policy,
+        pool.clone(),
+        Arc::new(Metrics::new()),
+    );
     let err = leaky.sync("test").await.unwrap_err().to_string();
     assert!(!err.contains("tok-3f9a-secret"), "{err}");
-    let stored: Vec<String> = sqlx::query_scalar("SELECT coalesce(last_error, '') || repository FROM sync_state").fetch_all(&pool).await.unwrap();
-    assert!(stored.iter().all(|e| !e.contains("tok-3f9a-secret")), "{stored:?}");
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT coalesce(last_error, '') || repository FROM sync_state")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(
+        stored.iter().all(|e| !e.contains("tok-3f9a-secret")),
+        "{stored:?}"
+    );
     db.drop_schema().await;
 }
 
@@ -297,15 +459,27 @@ async fn a_local_repository_is_watched_and_polls_fire_on_time() {
     let triggers = Arc::new(Triggers::new());
     let dir = local_git_dir(&remote.path_url()).expect("a bare repository is a local git dir");
     let _watcher = watch(&dir, "main", triggers.clone()).unwrap();
-    remote.commit(&[("tests/t0/script.js", Some(&script("watched")))], "watched");
-    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), triggers.next()).await.expect("a watch trigger");
+    remote.commit(
+        &[("tests/t0/script.js", Some(&script("watched")))],
+        "watched",
+    );
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), triggers.next())
+        .await
+        .expect("a watch trigger");
     assert!(batch.iter().any(|t| t.kind == "watch"), "{batch:?}");
     assert_eq!(local_git_dir("https://example.com/x.git"), None);
 
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let polls = Arc::new(Triggers::new());
-    tokio::spawn(perfsync::sync::run::poll_loop(polls.clone(), std::time::Duration::from_millis(20), std::time::Duration::from_millis(20), rx));
-    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), polls.next()).await.expect("a poll trigger");
+    tokio::spawn(perfsync::sync::run::poll_loop(
+        polls.clone(),
+        std::time::Duration::from_millis(20),
+        std::time::Duration::from_millis(20),
+        rx,
+    ));
+    let batch = tokio::time::timeout(std::time::Duration::from_secs(10), polls.next())
+        .await
+        .expect("a poll trigger");
     assert_eq!(batch[0].kind, "poll");
 }
 
@@ -313,7 +487,10 @@ async fn a_local_repository_is_watched_and_polls_fire_on_time() {
 async fn ssh_remotes_use_a_key_file_and_check_the_host_key() {
     let sshd = std::path::Path::new("/usr/sbin/sshd");
     if !sshd.exists() {
-        assert!(std::env::var_os("CI").is_none(), "CI installs openssh-server (scripts/setup.sh)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs openssh-server (scripts/setup.sh)"
+        );
         eprintln!("sshd not installed; skipping");
         return;
     }
@@ -321,8 +498,16 @@ async fn ssh_remotes_use_a_key_file_and_check_the_host_key() {
     remote.commit(&as_files(&tests_files(1)), "initial");
     let keys = tempfile::tempdir().unwrap();
     let k = |n: &str| keys.path().join(n);
-    for (name, kind) in [("host", "ed25519"), ("client", "ed25519"), ("stranger", "ed25519")] {
-        std::process::Command::new("ssh-keygen").args(["-q", "-t", kind, "-N", "", "-f"]).arg(k(name)).status().unwrap();
+    for (name, kind) in [
+        ("host", "ed25519"),
+        ("client", "ed25519"),
+        ("stranger", "ed25519"),
+    ] {
+        std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", kind, "-N", "", "-f"])
+            .arg(k(name))
+            .status()
+            .unwrap();
     }
     std::fs::copy(k("client.pub"), k("authorized_keys")).unwrap();
     let port = free_port();
@@ -337,7 +522,13 @@ async fn ssh_remotes_use_a_key_file_and_check_the_host_key() {
     )
     .unwrap();
     std::fs::create_dir_all("/run/sshd").unwrap();
-    let mut daemon = std::process::Command::new(sshd).arg("-D").arg("-f").arg(k("sshd_config")).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut daemon = std::process::Command::new(sshd)
+        .arg("-D")
+        .arg("-f")
+        .arg(k("sshd_config"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;
@@ -349,9 +540,23 @@ async fn ssh_remotes_use_a_key_file_and_check_the_host_key() {
     let url = format!("ssh://root@127.0.0.1:{port}{}", remote.bare.display());
     let db = TestDb::new().await;
     let pool = db.pool().await;
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
-    let auth = |key: &str, known: &str| GitAuth { ssh_key: Some(k(key)), known_hosts: Some(known.to_string()), ..Default::default() };
-    let mk = |a: GitAuth, state: &Path| Syncer::new(GitSource::new(&url, "main", state, a), Layout::default(), policy.clone(), pool.clone(), Arc::new(Metrics::new()));
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
+        .unwrap()
+        .policy;
+    let auth = |key: &str, known: &str| GitAuth {
+        ssh_key: Some(k(key)),
+        known_hosts: Some(known.to_string()),
+        ..Default::default()
+    };
+    let mk = |a: GitAuth, state: &Path| {
+        Syncer::new(
+            GitSource::new(&url, "main", state, a),
+            Layout::default(),
+            policy.clone(),
+            pool.clone(),
+            Arc::new(Metrics::new()),
+        )
+    };
 
     let s1 = tempfile::tempdir().unwrap();
     let o = mk(auth("client", &known), s1.path()).sync("test").await;
@@ -359,11 +564,22 @@ async fn ssh_remotes_use_a_key_file_and_check_the_host_key() {
     let wrong_key = mk(auth("stranger", &known), s2.path()).sync("test").await;
     let s3 = tempfile::tempdir().unwrap();
     let stranger_pub = std::fs::read_to_string(k("stranger.pub")).unwrap();
-    let wrong_host = mk(auth("client", &format!("[127.0.0.1]:{port} {stranger_pub}")), s3.path()).sync("test").await;
+    let wrong_host = mk(
+        auth("client", &format!("[127.0.0.1]:{port} {stranger_pub}")),
+        s3.path(),
+    )
+    .sync("test")
+    .await;
     let _ = daemon.kill();
     let _ = daemon.wait();
-    assert!(o.expect("fetch over ssh with the key file").plan.is_baseline());
-    assert!(wrong_key.is_err(), "a key the server does not know is refused");
+    assert!(o
+        .expect("fetch over ssh with the key file")
+        .plan
+        .is_baseline());
+    assert!(
+        wrong_key.is_err(),
+        "a key the server does not know is refused"
+    );
     let err = wrong_host.unwrap_err().to_string();
     assert!(err.contains("host key") || err.contains("hostkey"), "{err}");
     db.drop_schema().await;

@@ -37,14 +37,24 @@ async fn harness() -> Harness {
     let pool = db.pool().await;
     let state = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
+        .unwrap()
+        .policy;
     let src = GitSource::new(&remote.path_url(), "main", state.path(), GitAuth::default());
-    let mut syncer = Syncer::new(src, Layout::default(), policy, pool.clone(), metrics.clone());
+    let mut syncer = Syncer::new(
+        src,
+        Layout::default(),
+        policy,
+        pool.clone(),
+        metrics.clone(),
+    );
     syncer.sync("start").await.unwrap();
     let triggers = Arc::new(Triggers::new());
     let health = Arc::new(Health::default());
-    let hook_secrets: BTreeMap<&'static str, String> =
-        ["github", "gitlab", "gitea", "generic"].into_iter().map(|p| (p, SECRET.to_string())).collect();
+    let hook_secrets: BTreeMap<&'static str, String> = ["github", "gitlab", "gitea", "generic"]
+        .into_iter()
+        .map(|p| (p, SECRET.to_string()))
+        .collect();
     let app = Arc::new(AppState {
         triggers: triggers.clone(),
         metrics: metrics.clone(),
@@ -56,11 +66,25 @@ async fn harness() -> Harness {
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tx, outcomes) = mpsc::channel(16);
-    tokio::spawn(sync_loop(syncer, triggers, health, Some(tx), stop_rx.clone()));
+    tokio::spawn(sync_loop(
+        syncer,
+        triggers,
+        health,
+        Some(tx),
+        stop_rx.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(warp::serve(routes(app)).incoming(listener).run());
-    Harness { addr, metrics, outcomes, _stop: stop_tx, remote, db, _state: state }
+    Harness {
+        addr,
+        metrics,
+        outcomes,
+        _stop: stop_tx,
+        remote,
+        db,
+        _state: state,
+    }
 }
 
 fn github_push(after: &str, git_ref: &str) -> String {
@@ -100,38 +124,101 @@ fn gitea_push(after: &str) -> String {
 }
 
 async fn next_outcome(h: &mut Harness) -> perfsync::sync::SyncOutcome {
-    tokio::time::timeout(Duration::from_secs(20), h.outcomes.recv()).await.expect("a sync within 20 s").expect("sync loop alive")
+    tokio::time::timeout(Duration::from_secs(20), h.outcomes.recv())
+        .await
+        .expect("a sync within 20 s")
+        .expect("sync loop alive")
 }
 
 #[tokio::test]
 async fn each_provider_triggers_a_sync_with_its_real_payload() {
     let mut h = harness().await;
-    let head = h.remote.commit(&[("tests/t0/script.js", Some(&script("gh")))], "gh");
+    let head = h
+        .remote
+        .commit(&[("tests/t0/script.js", Some(&script("gh")))], "gh");
     let body = github_push(&head, "refs/heads/main");
     let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    let (status, text) = http(h.addr, "POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig), ("Content-Type", "application/json")], body.as_bytes()).await;
+    let (status, text) = http(
+        h.addr,
+        "POST",
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &sig),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 202, "{text}");
     let o = next_outcome(&mut h).await;
     assert_eq!((o.head.as_str(), o.plan.runs.len()), (head.as_str(), 1));
 
-    let head = h.remote.commit(&[("tests/t1/script.js", Some(&script("gl")))], "gl");
-    let (status, _) = http(h.addr, "POST", "/hooks/gitlab", &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", SECRET)], gitlab_push(&head).as_bytes()).await;
+    let head = h
+        .remote
+        .commit(&[("tests/t1/script.js", Some(&script("gl")))], "gl");
+    let (status, _) = http(
+        h.addr,
+        "POST",
+        "/hooks/gitlab",
+        &[("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", SECRET)],
+        gitlab_push(&head).as_bytes(),
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(next_outcome(&mut h).await.head, head);
 
-    let head = h.remote.commit(&[("tests/t0/script.js", Some(&script("gitea")))], "gitea");
+    let head = h
+        .remote
+        .commit(&[("tests/t0/script.js", Some(&script("gitea")))], "gitea");
     let body = gitea_push(&head);
-    let (status, _) = http(h.addr, "POST", "/hooks/gitea", &[("X-Gitea-Event", "push"), ("X-Gitea-Signature", &sign(SECRET, body.as_bytes()))], body.as_bytes()).await;
+    let (status, _) = http(
+        h.addr,
+        "POST",
+        "/hooks/gitea",
+        &[
+            ("X-Gitea-Event", "push"),
+            ("X-Gitea-Signature", &sign(SECRET, body.as_bytes())),
+        ],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(next_outcome(&mut h).await.head, head);
 
-    let head = h.remote.commit(&[("tests/t1/script.js", Some(&script("generic")))], "generic");
+    let head = h.remote.commit(
+        &[("tests/t1/script.js", Some(&script("generic")))],
+        "generic",
+    );
     let body = format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{head}\"}}");
-    let (status, _) = http(h.addr, "POST", "/hooks/generic", &[("X-Perfsync-Signature", &format!("sha256={}", sign(SECRET, body.as_bytes())))], body.as_bytes()).await;
+    let (status, _) = http(
+        h.addr,
+        "POST",
+        "/hooks/generic",
+        &[(
+            "X-Perfsync-Signature",
+            &format!("sha256={}", sign(SECRET, body.as_bytes())),
+        )],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(next_outcome(&mut h).await.head, head);
 
-    let (status, _) = http(h.addr, "POST", "/hooks/github", &[("X-GitHub-Event", "ping"), ("X-Hub-Signature-256", &format!("sha256={}", sign(SECRET, b"{}")))], b"{}").await;
+    let (status, _) = http(
+        h.addr,
+        "POST",
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "ping"),
+            (
+                "X-Hub-Signature-256",
+                &format!("sha256={}", sign(SECRET, b"{}")),
+            ),
+        ],
+        b"{}",
+    )
+    .await;
     assert_eq!(status, 200);
     h.db.drop_schema().await;
 }
@@ -139,44 +226,146 @@ async fn each_provider_triggers_a_sync_with_its_real_payload() {
 #[tokio::test]
 async fn bad_requests_are_refused_and_trigger_nothing() {
     let mut h = harness().await;
-    let head = h.remote.commit(&[("tests/t0/script.js", Some(&script("x")))], "x");
+    let head = h
+        .remote
+        .commit(&[("tests/t0/script.js", Some(&script("x")))], "x");
     let body = github_push(&head, "refs/heads/main");
     let good_sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
     let other_body = github_push(&head, "refs/heads/main").replace("change t0", "change t1");
     let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16)> = vec![
-        ("/hooks/github", vec![("X-GitHub-Event", "push".into())], body.clone().into_bytes(), 401),
-        ("/hooks/github", vec![("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", format!("sha256={}", sign("wrong", body.as_bytes())))], body.clone().into_bytes(), 401),
+        (
+            "/hooks/github",
+            vec![("X-GitHub-Event", "push".into())],
+            body.clone().into_bytes(),
+            401,
+        ),
+        (
+            "/hooks/github",
+            vec![
+                ("X-GitHub-Event", "push".into()),
+                (
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", sign("wrong", body.as_bytes())),
+                ),
+            ],
+            body.clone().into_bytes(),
+            401,
+        ),
         // A signature replayed from another body.
-        ("/hooks/github", vec![("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", good_sig.clone())], other_body.into_bytes(), 401),
-        ("/hooks/gitlab", vec![("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", "guess".into())], gitlab_push(&head).into_bytes(), 401),
-        ("/hooks/github", vec![("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", format!("sha256={}", sign(SECRET, b"{oops")))], b"{oops".to_vec(), 400),
-        ("/hooks/github", vec![("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", format!("sha256={}", sign(SECRET, github_push(&head, "refs/heads/dev").as_bytes())))], github_push(&head, "refs/heads/dev").into_bytes(), 202),
-        ("/hooks/github", vec![("X-GitHub-Event", "issues".into()), ("X-Hub-Signature-256", good_sig.clone())], body.clone().into_bytes(), 202),
-        ("/hooks/github", vec![("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", good_sig.clone())], vec![b' '; 1024 * 1024 + 1], 413),
+        (
+            "/hooks/github",
+            vec![
+                ("X-GitHub-Event", "push".into()),
+                ("X-Hub-Signature-256", good_sig.clone()),
+            ],
+            other_body.into_bytes(),
+            401,
+        ),
+        (
+            "/hooks/gitlab",
+            vec![
+                ("X-Gitlab-Event", "Push Hook".into()),
+                ("X-Gitlab-Token", "guess".into()),
+            ],
+            gitlab_push(&head).into_bytes(),
+            401,
+        ),
+        (
+            "/hooks/github",
+            vec![
+                ("X-GitHub-Event", "push".into()),
+                (
+                    "X-Hub-Signature-256",
+                    format!("sha256={}", sign(SECRET, b"{oops")),
+                ),
+            ],
+            b"{oops".to_vec(),
+            400,
+        ),
+        (
+            "/hooks/github",
+            vec![
+                ("X-GitHub-Event", "push".into()),
+                (
+                    "X-Hub-Signature-256",
+                    format!(
+                        "sha256={}",
+                        sign(SECRET, github_push(&head, "refs/heads/dev").as_bytes())
+                    ),
+                ),
+            ],
+            github_push(&head, "refs/heads/dev").into_bytes(),
+            202,
+        ),
+        (
+            "/hooks/github",
+            vec![
+                ("X-GitHub-Event", "issues".into()),
+                ("X-Hub-Signature-256", good_sig.clone()),
+            ],
+            body.clone().into_bytes(),
+            202,
+        ),
+        (
+            "/hooks/github",
+            vec![
+                ("X-GitHub-Event", "push".into()),
+                ("X-Hub-Signature-256", good_sig.clone()),
+            ],
+            vec![b' '; 1024 * 1024 + 1],
+            413,
+        ),
         ("/api/v1/sync", vec![], vec![], 401),
-        ("/api/v1/sync", vec![("Authorization", "Bearer nope".into())], vec![], 401),
+        (
+            "/api/v1/sync",
+            vec![("Authorization", "Bearer nope".into())],
+            vec![],
+            401,
+        ),
     ];
     for (path, headers, body, want) in cases {
         let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, text) = http(h.addr, "POST", path, &hs, &body).await;
         assert_eq!(status, want, "{path} {headers:?}: {text}");
         if status == 401 || status == 400 {
-            assert!(text.contains("\"error\""), "errors have one JSON shape: {text}");
+            assert!(
+                text.contains("\"error\""),
+                "errors have one JSON shape: {text}"
+            );
         }
     }
-    assert!(tokio::time::timeout(Duration::from_millis(500), h.outcomes.recv()).await.is_err(), "nothing was triggered");
-    let (status, _) = http(h.addr, "POST", "/api/v1/sync", &[("Authorization", "Bearer api-token-1")], b"").await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), h.outcomes.recv())
+            .await
+            .is_err(),
+        "nothing was triggered"
+    );
+    let (status, _) = http(
+        h.addr,
+        "POST",
+        "/api/v1/sync",
+        &[("Authorization", "Bearer api-token-1")],
+        b"",
+    )
+    .await;
     assert_eq!(status, 202);
     assert_eq!(next_outcome(&mut h).await.head, head);
     let (_, metrics) = http(h.addr, "GET", "/metrics", &[], b"").await;
-    assert!(metrics.contains("perfsync_webhook_requests_total{provider=\"github\",outcome=\"unauthorized\"} 3"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "perfsync_webhook_requests_total{provider=\"github\",outcome=\"unauthorized\"} 3"
+        ),
+        "{metrics}"
+    );
     h.db.drop_schema().await;
 }
 
 #[tokio::test]
 async fn a_thousand_signed_webhooks_in_a_second_make_at_most_two_syncs() {
     let mut h = harness().await;
-    let head = h.remote.commit(&[("tests/t0/script.js", Some(&script("burst")))], "burst");
+    let head = h
+        .remote
+        .commit(&[("tests/t0/script.js", Some(&script("burst")))], "burst");
     let body = Arc::new(github_push(&head, "refs/heads/main"));
     let sig = Arc::new(format!("sha256={}", sign(SECRET, body.as_bytes())));
     let before = h.metrics.encode();
@@ -188,7 +377,15 @@ async fn a_thousand_signed_webhooks_in_a_second_make_at_most_two_syncs() {
         let (addr, body, sig, gate) = (h.addr, body.clone(), sig.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.unwrap();
-            http(addr, "POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)], body.as_bytes()).await.0
+            http(
+                addr,
+                "POST",
+                "/hooks/github",
+                &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+                body.as_bytes(),
+            )
+            .await
+            .0
         }));
     }
     for t in tasks {
@@ -206,7 +403,10 @@ async fn a_thousand_signed_webhooks_in_a_second_make_at_most_two_syncs() {
         assert!(s.up_to_date, "a second sync may only find nothing to do");
     }
     let syncs = |m: &str| -> u64 {
-        m.lines().filter(|l| l.starts_with("perfsync_syncs_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum()
+        m.lines()
+            .filter(|l| l.starts_with("perfsync_syncs_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     };
     assert!(syncs(&h.metrics.encode()) - syncs(&before) <= 2);
     h.db.drop_schema().await;

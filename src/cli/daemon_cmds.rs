@@ -6,10 +6,13 @@ use crate::record::db;
 use std::path::Path;
 
 fn runtime() -> Result<tokio::runtime::Runtime, i32> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        EXIT_USAGE
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            EXIT_USAGE
+        })
 }
 
 pub fn serve(config_path: &Path) -> i32 {

@@ -86,8 +86,18 @@ pub const EXIT_USAGE: i32 = 2;
 
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate { config, format, path } => validate::run(config.as_deref(), format, &path),
-        Command::Plan { config, repo, from, to, format } => plan::run(plan::Args {
+        Command::Validate {
+            config,
+            format,
+            path,
+        } => validate::run(config.as_deref(), format, &path),
+        Command::Plan {
+            config,
+            repo,
+            from,
+            to,
+            format,
+        } => plan::run(plan::Args {
             config: config.as_deref(),
             repo: repo.as_deref(),
             from: from.as_deref(),

@@ -41,7 +41,11 @@ pub fn json(cat: &Catalog) -> String {
         templates: cat
             .templates
             .iter()
-            .map(|t| TemplateOut { name: t.name.as_deref(), file: &t.file, valid: t.resolved.is_some() })
+            .map(|t| TemplateOut {
+                name: t.name.as_deref(),
+                file: &t.file,
+                valid: t.resolved.is_some(),
+            })
             .collect(),
         errors: &cat.diagnostics,
     };
@@ -59,7 +63,11 @@ pub fn text(cat: &Catalog) -> String {
 
 pub fn summary_line(cat: &Catalog) -> String {
     let valid = cat.tests.iter().filter(|t| t.resolved.is_some()).count();
-    let tvalid = cat.templates.iter().filter(|t| t.resolved.is_some()).count();
+    let tvalid = cat
+        .templates
+        .iter()
+        .filter(|t| t.resolved.is_some())
+        .count();
     format!(
         "{} tests ({} valid), {} templates ({} valid), {} errors\n",
         cat.tests.len(),
@@ -71,7 +79,9 @@ pub fn summary_line(cat: &Catalog) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

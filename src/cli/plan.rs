@@ -21,7 +21,9 @@ pub fn run(args: Args) -> i32 {
     match compute(&config, &args) {
         Ok(p) => {
             match args.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default()),
+                Format::Json => {
+                    println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default())
+                }
                 _ => print!("{}", text(&p)),
             }
             if p.invalid.is_empty() {
@@ -46,7 +48,9 @@ fn compute(config: &Config, args: &Args) -> Result<Plan, String> {
     let auth = config.git_auth().map_err(|e| e.to_string())?;
     let src = GitSource::new(&url, &config.repository.branch, &state, auth);
     src.fetch().map_err(|e| e.to_string())?;
-    let to = src.resolve(args.to.unwrap_or(&config.repository.branch)).map_err(|e| e.to_string())?;
+    let to = src
+        .resolve(args.to.unwrap_or(&config.repository.branch))
+        .map_err(|e| e.to_string())?;
     let layout = config.repository.layout();
     let folders = [layout.tests_dir.as_str(), layout.templates_dir.as_str()];
     let policy = args.config.map(|_| config.policy.clone());
@@ -66,20 +70,32 @@ fn compute(config: &Config, args: &Args) -> Result<Plan, String> {
                 .filter_map(|e| {
                     let name = e.name.clone()?;
                     let rt = e.resolved.as_ref();
-                    Some((name, Known {
-                        revision: rt.map(|r| r.revision.clone()),
-                        template_revision: rt.and_then(|r| r.template_revision.clone()),
-                        file: e.file.clone(),
-                        valid: rt.is_some(),
-                    }))
+                    Some((
+                        name,
+                        Known {
+                            revision: rt.map(|r| r.revision.clone()),
+                            template_revision: rt.and_then(|r| r.template_revision.clone()),
+                            file: e.file.clone(),
+                            valid: rt.is_some(),
+                        },
+                    ))
                 })
                 .collect();
             let changed = if src.is_ancestor(&from, &to).map_err(|e| e.to_string())? {
-                Some(src.changed_paths(&from, &to, &folders).map_err(|e| e.to_string())?)
+                Some(
+                    src.changed_paths(&from, &to, &folders)
+                        .map_err(|e| e.to_string())?,
+                )
             } else {
                 None
             };
-            (Prior { commit: Some(from), tests }, changed)
+            (
+                Prior {
+                    commit: Some(from),
+                    tests,
+                },
+                changed,
+            )
         }
     };
     Ok(plan(&prior, &now, &to, changed.as_deref()))
@@ -91,21 +107,39 @@ fn absolute(repo: &str) -> String {
     if repo.contains("://") || p.is_absolute() {
         return repo.to_string();
     }
-    std::env::current_dir().map(|d| d.join(p).display().to_string()).unwrap_or_else(|_| repo.to_string())
+    std::env::current_dir()
+        .map(|d| d.join(p).display().to_string())
+        .unwrap_or_else(|_| repo.to_string())
 }
 
 pub fn text(p: &Plan) -> String {
     let mut out = format!(
         "plan {}..{}{}\n",
-        p.from.as_deref().map_or("(first sync)", |f| &f[..f.len().min(12)]),
+        p.from
+            .as_deref()
+            .map_or("(first sync)", |f| &f[..f.len().min(12)]),
         &p.to[..p.to.len().min(12)],
-        if p.is_baseline() { ": baseline, nothing runs" } else { "" }
+        if p.is_baseline() {
+            ": baseline, nothing runs"
+        } else {
+            ""
+        }
     );
     for r in &p.runs {
-        out.push_str(&format!("run      {:<40} {} ({})\n", r.test, crate::spec::revision::short(&r.revision), r.reason.as_str()));
+        out.push_str(&format!(
+            "run      {:<40} {} ({})\n",
+            r.test,
+            crate::spec::revision::short(&r.revision),
+            r.reason.as_str()
+        ));
     }
     for s in &p.skipped {
-        out.push_str(&format!("skip     {:<40} {} ({})\n", s.test, crate::spec::revision::short(&s.revision), s.why));
+        out.push_str(&format!(
+            "skip     {:<40} {} ({})\n",
+            s.test,
+            crate::spec::revision::short(&s.revision),
+            s.why
+        ));
     }
     for r in &p.removed {
         out.push_str(&format!("remove   {}\n", r.test));
@@ -116,6 +150,11 @@ pub fn text(p: &Plan) -> String {
             out.push_str(&format!("  {e}\n"));
         }
     }
-    out.push_str(&format!("{} to run, {} removed, {} invalid\n", p.runs.len(), p.removed.len(), p.invalid.len()));
+    out.push_str(&format!(
+        "{} to run, {} removed, {} invalid\n",
+        p.runs.len(),
+        p.removed.len(),
+        p.invalid.len()
+    ));
     out
 }

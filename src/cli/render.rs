@@ -14,17 +14,29 @@ pub fn run(config_path: Option<&Path>, path: &Path, test: &str) -> i32 {
     };
     let Some(entry) = cat.test(test) else {
         let known: Vec<&str> = cat.tests.iter().filter_map(|t| t.name.as_deref()).collect();
-        eprintln!("error: no test named `{test}`; the repository has: {}", known.join(", "));
+        eprintln!(
+            "error: no test named `{test}`; the repository has: {}",
+            known.join(", ")
+        );
         return EXIT_USAGE;
     };
     let Some(rt) = &entry.resolved else {
-        for d in cat.diagnostics.iter().filter(|d| d.file.starts_with(entry.file.rsplit_once('/').map_or("", |p| p.0))) {
+        for d in cat.diagnostics.iter().filter(|d| {
+            d.file
+                .starts_with(entry.file.rsplit_once('/').map_or("", |p| p.0))
+        }) {
             eprintln!("{d}");
         }
-        eprintln!("error: test `{test}` ({}) is invalid; run `perfsync validate` for every error", entry.file);
+        eprintln!(
+            "error: test `{test}` ({}) is invalid; run `perfsync validate` for every error",
+            entry.file
+        );
         return EXIT_INVALID;
     };
-    let exec = config.as_ref().map(|c| c.executor.clone()).unwrap_or_default();
+    let exec = config
+        .as_ref()
+        .map(|c| c.executor.clone())
+        .unwrap_or_default();
     let defaults = RunnerDefaults {
         namespace: exec.namespace.unwrap_or_else(|| "perfsync".into()),
         image: exec.runner_image,

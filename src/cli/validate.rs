@@ -12,7 +12,13 @@ pub fn catalog(config: Option<&Config>, path: &Path) -> Result<Catalog, i32> {
         eprintln!("error: {e}");
         EXIT_USAGE
     })?;
-    Ok(spec::build(&tree, &Options { layout: &layout, policy: config.map(|c| &c.policy) }))
+    Ok(spec::build(
+        &tree,
+        &Options {
+            layout: &layout,
+            policy: config.map(|c| &c.policy),
+        },
+    ))
 }
 
 pub fn run(config_path: Option<&Path>, format: Format, path: &Path) -> i32 {
@@ -21,7 +27,9 @@ pub fn run(config_path: Option<&Path>, format: Format, path: &Path) -> i32 {
         Err(code) => return code,
     };
     if config.is_none() {
-        eprintln!("warning: no --config given, so there is no policy: targets and limits are not checked");
+        eprintln!(
+            "warning: no --config given, so there is no policy: targets and limits are not checked"
+        );
     }
     let cat = match catalog(config.as_ref(), path) {
         Ok(c) => c,

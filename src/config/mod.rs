@@ -68,7 +68,10 @@ fn default_listen() -> String {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: default_listen(), api_token: None }
+        ServerConfig {
+            listen: default_listen(),
+            api_token: None,
+        }
     }
 }
 
@@ -112,7 +115,11 @@ fn yes() -> bool {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { poll_interval: default_poll(), poll_jitter: default_jitter(), watch: true }
+        SyncConfig {
+            poll_interval: default_poll(),
+            poll_jitter: default_jitter(),
+            watch: true,
+        }
     }
 }
 
@@ -267,7 +274,10 @@ impl Default for Config {
 impl Config {
     /// The database URL: `PERFSYNC_DATABASE_URL` first, then `database.urlFrom`, then `database.url`.
     pub fn database_url(&self) -> Result<String, ConfigError> {
-        if let Some(url) = std::env::var("PERFSYNC_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        if let Some(url) = std::env::var("PERFSYNC_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        {
             return Ok(url);
         }
         if let Some(r) = &self.database.url_from {
@@ -286,10 +296,16 @@ impl Config {
     }
 
     pub fn git_auth(&self) -> Result<crate::source::git::GitAuth, ConfigError> {
-        let Some(a) = &self.repository.auth else { return Ok(Default::default()) };
+        let Some(a) = &self.repository.auth else {
+            return Ok(Default::default());
+        };
         Ok(crate::source::git::GitAuth {
             username: a.username.clone(),
-            password: a.password.as_ref().map(|p| p.resolve("repository.auth.password")).transpose()?,
+            password: a
+                .password
+                .as_ref()
+                .map(|p| p.resolve("repository.auth.password"))
+                .transpose()?,
             ssh_key: a.ssh_key_file.as_ref().map(std::path::PathBuf::from),
             known_hosts: a
                 .known_hosts_file
@@ -325,10 +341,13 @@ impl Config {
                 )))
             }
         };
-        config.policy.check().map_err(|message| ConfigError::Policy {
-            file: file.to_string(),
-            message,
-        })?;
+        config
+            .policy
+            .check()
+            .map_err(|message| ConfigError::Policy {
+                file: file.to_string(),
+                message,
+            })?;
         Ok(config)
     }
 

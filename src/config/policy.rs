@@ -111,7 +111,9 @@ impl Policy {
             ));
         }
         if self.max_parallelism == 0 || self.max_concurrent_runs == 0 || self.max_vus == 0 {
-            return Err("policy.maxVUs, maxParallelism and maxConcurrentRuns must be at least 1".into());
+            return Err(
+                "policy.maxVUs, maxParallelism and maxConcurrentRuns must be at least 1".into(),
+            );
         }
         if self.default_timeout > self.max_timeout {
             return Err("policy.defaultTimeout is longer than policy.maxTimeout".into());

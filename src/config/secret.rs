@@ -28,7 +28,11 @@ pub enum SecretError {
     #[error("{key}: environment variable {var} is not set or empty")]
     MissingEnv { key: String, var: String },
     #[error("{key}: cannot read {path}: {reason}")]
-    File { key: String, path: String, reason: String },
+    File {
+        key: String,
+        path: String,
+        reason: String,
+    },
 }
 
 impl SecretRef {
@@ -38,10 +42,17 @@ impl SecretRef {
             (Some(var), None) => std::env::var(var)
                 .ok()
                 .filter(|v| !v.is_empty())
-                .ok_or_else(|| SecretError::MissingEnv { key: key.into(), var: var.clone() }),
+                .ok_or_else(|| SecretError::MissingEnv {
+                    key: key.into(),
+                    var: var.clone(),
+                }),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| SecretError::File { key: key.into(), path: path.clone(), reason: e.kind().to_string() }),
+                .map_err(|e| SecretError::File {
+                    key: key.into(),
+                    path: path.clone(),
+                    reason: e.kind().to_string(),
+                }),
             _ => Err(SecretError::Shape { key: key.into() }),
         }
     }

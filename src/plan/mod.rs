@@ -120,8 +120,10 @@ pub fn plan(prior: &Prior, catalog: &Catalog, to: &str, changed: Option<&[String
             None => Reason::New,
             Some(k) if k.revision.as_deref() == Some(rt.revision.as_str()) => continue,
             Some(k) => {
-                let template_moved = k.template_revision != rt.template_revision && rt.template_revision.is_some();
-                let own_files_touched = changed.is_none_or(|paths| paths.iter().any(|p| is_within(p, &rt.dir)));
+                let template_moved =
+                    k.template_revision != rt.template_revision && rt.template_revision.is_some();
+                let own_files_touched =
+                    changed.is_none_or(|paths| paths.iter().any(|p| is_within(p, &rt.dir)));
                 if template_moved && !(own_files_touched && changed.is_some()) {
                     Reason::TemplateChanged
                 } else {
@@ -139,15 +141,31 @@ pub fn plan(prior: &Prior, catalog: &Catalog, to: &str, changed: Option<&[String
             None
         };
         match why {
-            Some(why) => out.skipped.push(Skipped { test: name.clone(), revision: rt.revision.clone(), why }),
-            None => out.runs.push(PlannedRun { test: name.clone(), revision: rt.revision.clone(), reason }),
+            Some(why) => out.skipped.push(Skipped {
+                test: name.clone(),
+                revision: rt.revision.clone(),
+                why,
+            }),
+            None => out.runs.push(PlannedRun {
+                test: name.clone(),
+                revision: rt.revision.clone(),
+                reason,
+            }),
         }
     }
     // A test is removed only when nothing at its file claims the name any more: a spec that no
     // longer parses keeps its test (invalid, not deleted), so a typo never tears down a test.
-    let names: std::collections::HashSet<&str> = catalog.tests.iter().filter_map(|e| e.name.as_deref()).collect();
-    let unnamed_files: std::collections::HashSet<&str> =
-        catalog.tests.iter().filter(|e| e.name.is_none()).map(|e| e.file.as_str()).collect();
+    let names: std::collections::HashSet<&str> = catalog
+        .tests
+        .iter()
+        .filter_map(|e| e.name.as_deref())
+        .collect();
+    let unnamed_files: std::collections::HashSet<&str> = catalog
+        .tests
+        .iter()
+        .filter(|e| e.name.is_none())
+        .map(|e| e.file.as_str())
+        .collect();
     for (name, known) in &prior.tests {
         if !names.contains(name.as_str()) && !unnamed_files.contains(known.file.as_str()) {
             out.removed.push(Removed { test: name.clone() });

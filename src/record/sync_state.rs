@@ -8,14 +8,22 @@ use crate::spec::Catalog;
 use sqlx::{PgPool, Row};
 use std::collections::BTreeMap;
 
-pub async fn load_prior(pool: &PgPool, repository: &str, branch: &str) -> Result<Prior, RecordError> {
-    let commit: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state WHERE repository = $1 AND branch = $2")
-        .bind(repository)
-        .bind(branch)
-        .fetch_optional(pool)
-        .await?
-        .flatten();
-    let rows = sqlx::query("SELECT name, revision, template_revision, file, valid FROM perf_tests").fetch_all(pool).await?;
+pub async fn load_prior(
+    pool: &PgPool,
+    repository: &str,
+    branch: &str,
+) -> Result<Prior, RecordError> {
+    let commit: Option<String> = sqlx::query_scalar(
+        "SELECT last_commit FROM sync_state WHERE repository = $1 AND branch = $2",
+    )
+    .bind(repository)
+    .bind(branch)
+    .fetch_optional(pool)
+    .await?
+    .flatten();
+    let rows = sqlx::query("SELECT name, revision, template_revision, file, valid FROM perf_tests")
+        .fetch_all(pool)
+        .await?;
     let mut tests = BTreeMap::new();
     for r in rows {
         tests.insert(
@@ -51,18 +59,25 @@ pub struct SyncRecord<'a> {
 
 /// Records a planned sync atomically. Fails with [`RecordError::Conflict`] when the state no
 /// longer starts where the plan did (another sync got there first).
-pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<QueuedRun>, RecordError> {
+pub async fn record_sync(
+    pool: &PgPool,
+    rec: &SyncRecord<'_>,
+) -> Result<Vec<QueuedRun>, RecordError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO sync_state (repository, branch) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(rec.repository)
-        .bind(rec.branch)
-        .execute(&mut *tx)
-        .await?;
-    let current: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state WHERE repository = $1 AND branch = $2 FOR UPDATE")
-        .bind(rec.repository)
-        .bind(rec.branch)
-        .fetch_one(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO sync_state (repository, branch) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(rec.repository)
+    .bind(rec.branch)
+    .execute(&mut *tx)
+    .await?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT last_commit FROM sync_state WHERE repository = $1 AND branch = $2 FOR UPDATE",
+    )
+    .bind(rec.repository)
+    .bind(rec.branch)
+    .fetch_one(&mut *tx)
+    .await?;
     if current != rec.plan.from {
         return Err(RecordError::Conflict {
             repository: rec.repository.to_string(),
@@ -74,11 +89,12 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
     let author = format!("{} <{}>", rec.head.author_name, rec.head.author_email);
     let mut queued = Vec::new();
     for run in &rec.plan.runs {
-        let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE test = $1 AND revision = $2")
-            .bind(&run.test)
-            .bind(&run.revision)
-            .fetch_one(&mut *tx)
-            .await?;
+        let attempts: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE test = $1 AND revision = $2")
+                .bind(&run.test)
+                .bind(&run.revision)
+                .fetch_one(&mut *tx)
+                .await?;
         let attempt = u32::try_from(attempts).unwrap_or(u32::MAX - 1) + 1;
         let id = crate::spec::render::run_id(&run.test, &run.revision, attempt);
         sqlx::query(
@@ -101,7 +117,11 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
             .bind(serde_json::json!({"reason": run.reason.as_str(), "revision": run.revision, "commit": rec.head.sha, "trigger": rec.trigger}))
             .execute(&mut *tx)
             .await?;
-        queued.push(QueuedRun { id, test: run.test.clone(), revision: run.revision.clone() });
+        queued.push(QueuedRun {
+            id,
+            test: run.test.clone(),
+            revision: run.revision.clone(),
+        });
     }
     // Only tests whose recorded state moves are written, so a sync costs what it changes; the
     // rows go in one statement each for valid and invalid tests (a first sync writes them all).
@@ -112,7 +132,11 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
         let known = rec.prior.tests.get(name);
         match &entry.resolved {
             Some(rt) => {
-                let unchanged = known.is_some_and(|k| k.valid && k.file == entry.file && k.revision.as_deref() == Some(rt.revision.as_str()));
+                let unchanged = known.is_some_and(|k| {
+                    k.valid
+                        && k.file == entry.file
+                        && k.revision.as_deref() == Some(rt.revision.as_str())
+                });
                 if unchanged {
                     continue;
                 }
@@ -121,13 +145,23 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
                 valid.revision.push(rt.revision.clone());
                 valid.template.push(rt.template.clone());
                 valid.template_revision.push(rt.template_revision.clone());
-                valid.spec.push(serde_json::to_value(&rt.test.spec).unwrap_or_default());
+                valid
+                    .spec
+                    .push(serde_json::to_value(&rt.test.spec).unwrap_or_default());
             }
             None => {
-                let errors = rec.plan.invalid.iter().find(|i| i.file == entry.file).map(|i| i.errors.clone()).unwrap_or_default();
+                let errors = rec
+                    .plan
+                    .invalid
+                    .iter()
+                    .find(|i| i.file == entry.file)
+                    .map(|i| i.errors.clone())
+                    .unwrap_or_default();
                 invalid.name.push(name.clone());
                 invalid.file.push(entry.file.clone());
-                invalid.errors.push(serde_json::to_value(&errors).unwrap_or_default());
+                invalid
+                    .errors
+                    .push(serde_json::to_value(&errors).unwrap_or_default());
             }
         }
     }
@@ -166,7 +200,10 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
         .await?;
     }
     for removed in &rec.plan.removed {
-        sqlx::query("DELETE FROM perf_tests WHERE name = $1").bind(&removed.test).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM perf_tests WHERE name = $1")
+            .bind(&removed.test)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO audit_log (actor, action, test, details) VALUES ($1, 'test.removed', $2, $3)")
             .bind(&author)
             .bind(&removed.test)
@@ -174,11 +211,19 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
             .execute(&mut *tx)
             .await?;
     }
-    sqlx::query("DELETE FROM test_templates").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM test_templates")
+        .execute(&mut *tx)
+        .await?;
     for t in &rec.catalog.templates {
         let Some(name) = &t.name else { continue };
-        let content = t.resolved.as_ref().map(|r| serde_json::to_value(&r.template).unwrap_or_default());
-        let revision = t.resolved.as_ref().map(|r| crate::spec::revision::template_revision(&r.template, &r.files));
+        let content = t
+            .resolved
+            .as_ref()
+            .map(|r| serde_json::to_value(&r.template).unwrap_or_default());
+        let revision = t
+            .resolved
+            .as_ref()
+            .map(|r| crate::spec::revision::template_revision(&r.template, &r.files));
         sqlx::query(
             "INSERT INTO test_templates (name, file, revision, valid, content, commit) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
         )
@@ -204,7 +249,12 @@ pub async fn record_sync(pool: &PgPool, rec: &SyncRecord<'_>) -> Result<Vec<Queu
 }
 
 /// Notes a failed sync attempt without touching the last synced commit.
-pub async fn record_failure(pool: &PgPool, repository: &str, branch: &str, error: &str) -> Result<(), RecordError> {
+pub async fn record_failure(
+    pool: &PgPool,
+    repository: &str,
+    branch: &str,
+    error: &str,
+) -> Result<(), RecordError> {
     sqlx::query(
         "INSERT INTO sync_state (repository, branch, last_attempt_at, last_error) VALUES ($1, $2, now(), $3)
          ON CONFLICT (repository, branch) DO UPDATE SET last_attempt_at = now(), last_error = $3",

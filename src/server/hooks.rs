@@ -63,13 +63,19 @@ impl Headers for warp::http::HeaderMap {
 
 impl Headers for Vec<(String, String)> {
     fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 fn hmac_ok(secret: &str, body: &[u8], hex_sig: &str) -> bool {
-    let Some(sig) = decode_hex(hex_sig.trim()) else { return false };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else { return false };
+    let Some(sig) = decode_hex(hex_sig.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
     mac.update(body);
     mac.verify_slice(&sig).is_ok()
 }
@@ -78,7 +84,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Equal tokens, compared in constant time (hashed first so length does not leak either).
@@ -90,15 +99,27 @@ pub fn token_eq(given: &str, expected: &str) -> bool {
 
 /// HMAC-SHA256 of `body` as lowercase hex: what senders put in their signature headers.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(body);
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
-fn authenticate(provider: Provider, headers: &dyn Headers, body: &[u8], secret: &str) -> Result<(), &'static str> {
+fn authenticate(
+    provider: Provider,
+    headers: &dyn Headers,
+    body: &[u8],
+    secret: &str,
+) -> Result<(), &'static str> {
     let ok = match provider {
         Provider::Github => match headers.get("x-hub-signature-256") {
-            Some(v) => v.strip_prefix("sha256=").is_some_and(|h| hmac_ok(secret, body, h)),
+            Some(v) => v
+                .strip_prefix("sha256=")
+                .is_some_and(|h| hmac_ok(secret, body, h)),
             None => return Err("missing X-Hub-Signature-256"),
         },
         Provider::Gitea => match headers.get("x-gitea-signature") {
@@ -131,7 +152,13 @@ struct PushBody {
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
-pub fn judge(provider: Provider, headers: &dyn Headers, body: &[u8], secret: &str, branch: &str) -> Verdict {
+pub fn judge(
+    provider: Provider,
+    headers: &dyn Headers,
+    body: &[u8],
+    secret: &str,
+    branch: &str,
+) -> Verdict {
     if let Err(why) = authenticate(provider, headers, body, secret) {
         return Verdict::Unauthorized(why);
     }
@@ -154,7 +181,12 @@ pub fn judge(provider: Provider, headers: &dyn Headers, body: &[u8], secret: &st
     }
     let parsed: PushBody = match serde_json::from_slice(body) {
         Ok(p) => p,
-        Err(e) => return Verdict::Malformed(format!("the body is not a {} push payload: {e}", provider.as_str())),
+        Err(e) => {
+            return Verdict::Malformed(format!(
+                "the body is not a {} push payload: {e}",
+                provider.as_str()
+            ))
+        }
     };
     if !is_push || parsed.object_kind.as_deref().is_some_and(|k| k != "push") {
         return Verdict::Ignored(format!("event {} is not a push", event.unwrap_or("(none)")));
@@ -166,7 +198,9 @@ pub fn judge(provider: Provider, headers: &dyn Headers, body: &[u8], secret: &st
         Some(r) => return Verdict::Ignored(format!("push to {r}, not {wanted}")),
         None => return Verdict::Malformed("the push payload has no `ref`".into()),
     }
-    let commit = parsed.after.filter(|a| a != ZERO_SHA && a.len() == 40 && a.bytes().all(|b| b.is_ascii_hexdigit()));
+    let commit = parsed
+        .after
+        .filter(|a| a != ZERO_SHA && a.len() == 40 && a.bytes().all(|b| b.is_ascii_hexdigit()));
     Verdict::Push { commit }
 }
 
@@ -175,10 +209,14 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
-    const PUSH: &str = r#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#;
+    const PUSH: &str =
+        r#"{"ref":"refs/heads/main","after":"1111111111111111111111111111111111111111"}"#;
 
     #[test]
     fn github_signatures_are_verified() {
@@ -186,12 +224,23 @@ mod tests {
         let ok = h(&[("X-Hub-Signature-256", &sig), ("X-GitHub-Event", "push")]);
         assert_eq!(
             judge(Provider::Github, &ok, PUSH.as_bytes(), "s3cret", "main"),
-            Verdict::Push { commit: Some("1".repeat(40)) }
+            Verdict::Push {
+                commit: Some("1".repeat(40))
+            }
         );
-        assert!(matches!(judge(Provider::Github, &ok, PUSH.as_bytes(), "other", "main"), Verdict::Unauthorized(_)));
+        assert!(matches!(
+            judge(Provider::Github, &ok, PUSH.as_bytes(), "other", "main"),
+            Verdict::Unauthorized(_)
+        ));
         let replayed = PUSH.replace("main", "main2");
-        assert!(matches!(judge(Provider::Github, &ok, replayed.as_bytes(), "s3cret", "main"), Verdict::Unauthorized(_)));
-        assert!(matches!(judge(Provider::Github, &h(&[]), PUSH.as_bytes(), "s3cret", "main"), Verdict::Unauthorized(_)));
+        assert!(matches!(
+            judge(Provider::Github, &ok, replayed.as_bytes(), "s3cret", "main"),
+            Verdict::Unauthorized(_)
+        ));
+        assert!(matches!(
+            judge(Provider::Github, &h(&[]), PUSH.as_bytes(), "s3cret", "main"),
+            Verdict::Unauthorized(_)
+        ));
     }
 
     #[test]
@@ -199,9 +248,15 @@ mod tests {
         let body = PUSH.replace("refs/heads/main", "refs/heads/dev");
         let sig = format!("sha256={}", sign("k", body.as_bytes()));
         let hd = h(&[("X-Hub-Signature-256", &sig), ("X-GitHub-Event", "push")]);
-        assert!(matches!(judge(Provider::Github, &hd, body.as_bytes(), "k", "main"), Verdict::Ignored(_)));
+        assert!(matches!(
+            judge(Provider::Github, &hd, body.as_bytes(), "k", "main"),
+            Verdict::Ignored(_)
+        ));
         let gl = h(&[("X-Gitlab-Token", "k"), ("X-Gitlab-Event", "Tag Push Hook")]);
-        assert!(matches!(judge(Provider::Gitlab, &gl, PUSH.as_bytes(), "k", "main"), Verdict::Ignored(_)));
+        assert!(matches!(
+            judge(Provider::Gitlab, &gl, PUSH.as_bytes(), "k", "main"),
+            Verdict::Ignored(_)
+        ));
     }
 
     #[test]
@@ -209,9 +264,15 @@ mod tests {
         let body = b"{not json";
         let sig = sign("k", body);
         let hd = h(&[("X-Gitea-Signature", &sig), ("X-Gitea-Event", "push")]);
-        assert!(matches!(judge(Provider::Gitea, &hd, body, "k", "main"), Verdict::Malformed(_)));
+        assert!(matches!(
+            judge(Provider::Gitea, &hd, body, "k", "main"),
+            Verdict::Malformed(_)
+        ));
         let bad = h(&[("X-Gitea-Signature", "00"), ("X-Gitea-Event", "push")]);
-        assert!(matches!(judge(Provider::Gitea, &bad, body, "k", "main"), Verdict::Unauthorized(_)));
+        assert!(matches!(
+            judge(Provider::Gitea, &bad, body, "k", "main"),
+            Verdict::Unauthorized(_)
+        ));
     }
 
     #[test]

@@ -43,21 +43,52 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 fn hook(state: &AppState, provider: &str, headers: &HeaderMap, body: &Bytes) -> Response {
     let Some(p) = Provider::parse(provider) else {
-        return error(StatusCode::NOT_FOUND, "unknown-provider", "providers are github, gitlab, gitea and generic");
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown-provider",
+            "providers are github, gitlab, gitea and generic",
+        );
     };
     let Some(secret) = state.hook_secrets.get(p.as_str()) else {
         state.metrics.webhook(p.as_str(), "not-configured");
-        return error(StatusCode::NOT_FOUND, "provider-not-configured", "no secret is configured for this provider");
+        return error(
+            StatusCode::NOT_FOUND,
+            "provider-not-configured",
+            "no secret is configured for this provider",
+        );
     };
     let verdict = judge(p, headers, body, secret, &state.branch);
     let (outcome, response) = match verdict {
-        Verdict::Unauthorized(why) => ("unauthorized", error(StatusCode::UNAUTHORIZED, "bad-signature", why)),
-        Verdict::Malformed(why) => ("malformed", error(StatusCode::BAD_REQUEST, "malformed", &why)),
-        Verdict::Ignored(why) => ("ignored", json_reply(StatusCode::ACCEPTED, json!({"status": "ignored", "reason": why}))),
-        Verdict::Pong => ("ping", json_reply(StatusCode::OK, json!({"status": "pong"}))),
+        Verdict::Unauthorized(why) => (
+            "unauthorized",
+            error(StatusCode::UNAUTHORIZED, "bad-signature", why),
+        ),
+        Verdict::Malformed(why) => (
+            "malformed",
+            error(StatusCode::BAD_REQUEST, "malformed", &why),
+        ),
+        Verdict::Ignored(why) => (
+            "ignored",
+            json_reply(
+                StatusCode::ACCEPTED,
+                json!({"status": "ignored", "reason": why}),
+            ),
+        ),
+        Verdict::Pong => (
+            "ping",
+            json_reply(StatusCode::OK, json!({"status": "pong"})),
+        ),
         Verdict::Push { commit } => {
-            state.triggers.fire(&format!("webhook:{}", p.as_str()), commit.clone());
-            ("accepted", json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued", "commit": commit})))
+            state
+                .triggers
+                .fire(&format!("webhook:{}", p.as_str()), commit.clone());
+            (
+                "accepted",
+                json_reply(
+                    StatusCode::ACCEPTED,
+                    json!({"status": "sync-queued", "commit": commit}),
+                ),
+            )
         }
     };
     state.metrics.webhook(p.as_str(), outcome);
@@ -68,25 +99,42 @@ fn hook(state: &AppState, provider: &str, headers: &HeaderMap, body: &Bytes) -> 
 /// Checks `Authorization: Bearer …` against the configured API token.
 pub fn authorized(state: &AppState, header: Option<&str>) -> Result<(), Response> {
     let Some(expected) = &state.api_token else {
-        return Err(error(StatusCode::UNAUTHORIZED, "api-disabled", "no API token is configured (server.apiToken)"));
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "api-disabled",
+            "no API token is configured (server.apiToken)",
+        ));
     };
     match header.and_then(|h| h.strip_prefix("Bearer ")) {
         Some(given) if token_eq(given.trim(), expected) => Ok(()),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>")),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <token>",
+        )),
     }
 }
 
 async fn readyz(state: Arc<AppState>) -> Response {
     let db_ok = match &state.pool {
-        Some(pool) => sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool).await.is_ok(),
+        Some(pool) => sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(pool)
+            .await
+            .is_ok(),
         None => true,
     };
     let sync_ok = !state.health.last_sync_failed.load(Ordering::Relaxed);
-    let status = if db_ok && sync_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if db_ok && sync_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_reply(status, json!({"database": db_ok, "sync": sync_ok}))
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let with_state = {
         let s = state.clone();
         warp::any().map(move || s.clone())
@@ -97,12 +145,29 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
         .and(warp::header::headers_cloned())
         .and(warp::body::bytes())
         .and(with_state.clone())
-        .map(|provider: String, headers: HeaderMap, body: Bytes, state: Arc<AppState>| hook(&state, &provider, &headers, &body));
-    let healthz = warp::get().and(warp::path!("healthz")).map(|| json_reply(StatusCode::OK, json!({"status": "ok"})));
-    let readyz = warp::get().and(warp::path!("readyz")).and(with_state.clone()).then(readyz);
-    let metrics = warp::get().and(warp::path!("metrics")).and(with_state.clone()).map(|s: Arc<AppState>| {
-        warp::reply::with_header(s.metrics.encode(), "content-type", "text/plain; version=0.0.4").into_response()
-    });
+        .map(
+            |provider: String, headers: HeaderMap, body: Bytes, state: Arc<AppState>| {
+                hook(&state, &provider, &headers, &body)
+            },
+        );
+    let healthz = warp::get()
+        .and(warp::path!("healthz"))
+        .map(|| json_reply(StatusCode::OK, json!({"status": "ok"})));
+    let readyz = warp::get()
+        .and(warp::path!("readyz"))
+        .and(with_state.clone())
+        .then(readyz);
+    let metrics = warp::get()
+        .and(warp::path!("metrics"))
+        .and(with_state.clone())
+        .map(|s: Arc<AppState>| {
+            warp::reply::with_header(
+                s.metrics.encode(),
+                "content-type",
+                "text/plain; version=0.0.4",
+            )
+            .into_response()
+        });
     let sync = warp::post()
         .and(warp::path!("api" / "v1" / "sync"))
         .and(warp::header::optional::<String>("authorization"))
@@ -114,5 +179,13 @@ pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error 
             state.triggers.fire("api", None);
             json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued"}))
         });
-    hooks.or(healthz).unify().or(readyz).unify().or(metrics).unify().or(sync).unify()
+    hooks
+        .or(healthz)
+        .unify()
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(sync)
+        .unify()
 }

@@ -70,7 +70,10 @@ fn walk(dir: &Path, rel: &str, depth: usize, tree: &mut Tree) -> Result<(), Sour
         let meta = fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&path).map_err(|e| io(&path, e))?;
-            tree.insert(rel_path, Entry::Symlink(target.to_string_lossy().into_owned()));
+            tree.insert(
+                rel_path,
+                Entry::Symlink(target.to_string_lossy().into_owned()),
+            );
         } else if meta.is_dir() {
             walk(&path, &rel_path, depth + 1, tree)?;
         } else if meta.is_file() {

@@ -26,7 +26,10 @@ impl std::fmt::Debug for GitAuth {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ssh_key", &self.ssh_key)
-            .field("known_hosts", &self.known_hosts.as_ref().map(|k| k.lines().count()))
+            .field(
+                "known_hosts",
+                &self.known_hosts.as_ref().map(|k| k.lines().count()),
+            )
             .finish()
     }
 }
@@ -91,13 +94,15 @@ impl GitSource {
 
     fn open(&self) -> Result<Repository, SourceError> {
         if self.clone_dir.join("HEAD").exists() {
-            return Repository::open_bare(&self.clone_dir).map_err(|e| git_err(&self.url, "open the local clone", e));
+            return Repository::open_bare(&self.clone_dir)
+                .map_err(|e| git_err(&self.url, "open the local clone", e));
         }
         std::fs::create_dir_all(&self.clone_dir).map_err(|e| SourceError::Io {
             path: self.clone_dir.display().to_string(),
             source: e,
         })?;
-        Repository::init_bare(&self.clone_dir).map_err(|e| git_err(&self.url, "create the local clone", e))
+        Repository::init_bare(&self.clone_dir)
+            .map_err(|e| git_err(&self.url, "create the local clone", e))
     }
 
     fn tracking_ref(&self) -> String {
@@ -129,7 +134,9 @@ impl GitSource {
                     return Cred::userpass_plaintext(user, pw);
                 }
             }
-            Err(git2::Error::from_str("the remote asks for credentials and none are configured"))
+            Err(git2::Error::from_str(
+                "the remote asks for credentials and none are configured",
+            ))
         });
         if let Some(known) = self.auth.known_hosts.clone() {
             callbacks.certificate_check(move |cert, host| {
@@ -140,7 +147,9 @@ impl GitSource {
                 if known_hosts_lists(&known, key) {
                     Ok(git2::CertificateCheckStatus::CertificateOk)
                 } else {
-                    Err(git2::Error::from_str(&format!("the SSH host key of {host} is not in repository.auth.knownHostsFile")))
+                    Err(git2::Error::from_str(&format!(
+                        "the SSH host key of {host} is not in repository.auth.knownHostsFile"
+                    )))
                 }
             });
         }
@@ -152,25 +161,41 @@ impl GitSource {
             .fetch(&[&refspec], Some(&mut opts), None)
             .map_err(|e| {
                 // libgit2 reports a missing ref in a fetch refspec as a not-found error.
-                if e.code() == git2::ErrorCode::NotFound || e.message().contains("couldn't find remote ref") {
-                    SourceError::BranchMissing { url: redact_url(&self.url), branch: self.branch.clone() }
+                if e.code() == git2::ErrorCode::NotFound
+                    || e.message().contains("couldn't find remote ref")
+                {
+                    SourceError::BranchMissing {
+                        url: redact_url(&self.url),
+                        branch: self.branch.clone(),
+                    }
                 } else {
                     git_err(&self.url, "fetch", e)
                 }
             })?;
         // A branch deleted on the remote leaves no ref behind after a pruning fetch; an empty
         // fetch of a missing branch may also succeed without updating anything.
-        let head = repo.refname_to_id(&self.tracking_ref()).map_err(|_| SourceError::BranchMissing {
-            url: redact_url(&self.url),
-            branch: self.branch.clone(),
-        })?;
+        let head =
+            repo.refname_to_id(&self.tracking_ref())
+                .map_err(|_| SourceError::BranchMissing {
+                    url: redact_url(&self.url),
+                    branch: self.branch.clone(),
+                })?;
         let advertised = remote
             .list()
-            .map(|heads| heads.iter().any(|h| h.name() == format!("refs/heads/{}", self.branch)))
+            .map(|heads| {
+                heads
+                    .iter()
+                    .any(|h| h.name() == format!("refs/heads/{}", self.branch))
+            })
             .unwrap_or(true);
         if !advertised {
-            let _ = repo.find_reference(&self.tracking_ref()).and_then(|mut r| r.delete());
-            return Err(SourceError::BranchMissing { url: redact_url(&self.url), branch: self.branch.clone() });
+            let _ = repo
+                .find_reference(&self.tracking_ref())
+                .and_then(|mut r| r.delete());
+            return Err(SourceError::BranchMissing {
+                url: redact_url(&self.url),
+                branch: self.branch.clone(),
+            });
         }
         Ok(head)
     }
@@ -186,13 +211,18 @@ impl GitSource {
                 }
             }
         }
-        Err(SourceError::UnknownRevision { url: redact_url(&self.url), rev: rev.to_string() })
+        Err(SourceError::UnknownRevision {
+            url: redact_url(&self.url),
+            rev: rev.to_string(),
+        })
     }
 
     pub fn commit_info(&self, sha: &str) -> Result<CommitInfo, SourceError> {
         let repo = self.open()?;
         let oid = Oid::from_str(sha).map_err(|e| git_err(&self.url, "parse a commit id", e))?;
-        let c = repo.find_commit(oid).map_err(|e| git_err(&self.url, "read a commit", e))?;
+        let c = repo
+            .find_commit(oid)
+            .map_err(|e| git_err(&self.url, "read a commit", e))?;
         let author = c.author();
         Ok(CommitInfo {
             sha: sha.to_string(),
@@ -215,7 +245,8 @@ impl GitSource {
         if repo.find_commit(o).is_err() {
             return Ok(false);
         }
-        repo.graph_descendant_of(n, o).map_err(|e| git_err(&self.url, "compare commits", e))
+        repo.graph_descendant_of(n, o)
+            .map_err(|e| git_err(&self.url, "compare commits", e))
     }
 
     /// The given folders of `commit`, read from the object database.
@@ -226,7 +257,9 @@ impl GitSource {
         for folder in folders {
             let folder = folder.trim_matches('/');
             let sub = match root.get_path(Path::new(folder)) {
-                Ok(e) if e.kind() == Some(ObjectType::Tree) => e.to_object(&repo).and_then(|o| o.peel_to_tree()),
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => {
+                    e.to_object(&repo).and_then(|o| o.peel_to_tree())
+                }
                 _ => continue,
             }
             .map_err(|e| git_err(&self.url, "read a tree", e))?;
@@ -235,7 +268,9 @@ impl GitSource {
                 if entry.kind() != Some(ObjectType::Blob) {
                     return git2::TreeWalkResult::Ok;
                 }
-                let Ok(name) = entry.name() else { return git2::TreeWalkResult::Ok };
+                let Ok(name) = entry.name() else {
+                    return git2::TreeWalkResult::Ok;
+                };
                 let path = format!("{folder}/{dir}{name}");
                 match read_entry(&repo, entry.id(), entry.filemode()) {
                     Ok(e) => tree.insert(path, e),
@@ -256,7 +291,12 @@ impl GitSource {
 
     /// Paths that differ between two commits, limited to `folders`. Subtrees with the same
     /// object id are skipped without being read, so the cost follows the size of the change.
-    pub fn changed_paths(&self, old: &str, new: &str, folders: &[&str]) -> Result<Vec<String>, SourceError> {
+    pub fn changed_paths(
+        &self,
+        old: &str,
+        new: &str,
+        folders: &[&str],
+    ) -> Result<Vec<String>, SourceError> {
         let repo = self.open()?;
         let a = commit_tree(&repo, &self.url, old)?;
         let b = commit_tree(&repo, &self.url, new)?;
@@ -267,8 +307,14 @@ impl GitSource {
                 let e = t.get_path(Path::new(folder)).ok()?;
                 repo.find_tree(e.id()).ok()
             };
-            diff_trees(&repo, sub(&a).as_ref(), sub(&b).as_ref(), folder, &mut paths)
-                .map_err(|e| git_err(&self.url, "diff commits", e))?;
+            diff_trees(
+                &repo,
+                sub(&a).as_ref(),
+                sub(&b).as_ref(),
+                folder,
+                &mut paths,
+            )
+            .map_err(|e| git_err(&self.url, "diff commits", e))?;
         }
         paths.sort();
         paths.dedup();
@@ -276,13 +322,19 @@ impl GitSource {
     }
 
     /// Brings `tree` (a snapshot of `old`) up to `new` by reading only the changed paths.
-    pub fn update_tree(&self, tree: &mut Tree, new: &str, changed: &[String]) -> Result<(), SourceError> {
+    pub fn update_tree(
+        &self,
+        tree: &mut Tree,
+        new: &str,
+        changed: &[String],
+    ) -> Result<(), SourceError> {
         let repo = self.open()?;
         let root = commit_tree(&repo, &self.url, new)?;
         for path in changed {
             match root.get_path(Path::new(path)) {
                 Ok(e) if e.kind() == Some(ObjectType::Blob) => {
-                    let entry = read_entry(&repo, e.id(), e.filemode()).map_err(|e| git_err(&self.url, "read a file", e))?;
+                    let entry = read_entry(&repo, e.id(), e.filemode())
+                        .map_err(|e| git_err(&self.url, "read a file", e))?;
                     tree.insert(path.clone(), entry);
                 }
                 _ => {
@@ -294,7 +346,11 @@ impl GitSource {
     }
 }
 
-fn commit_tree<'r>(repo: &'r Repository, url: &str, sha: &str) -> Result<git2::Tree<'r>, SourceError> {
+fn commit_tree<'r>(
+    repo: &'r Repository,
+    url: &str,
+    sha: &str,
+) -> Result<git2::Tree<'r>, SourceError> {
     let oid = Oid::from_str(sha).map_err(|e| git_err(url, "parse a commit id", e))?;
     repo.find_commit(oid)
         .and_then(|c| c.tree())
@@ -306,7 +362,9 @@ fn read_entry(repo: &Repository, oid: Oid, mode: i32) -> Result<Entry, git2::Err
     let (size, _) = odb.read_header(oid)?;
     if mode == 0o120000 {
         let blob = repo.find_blob(oid)?;
-        return Ok(Entry::Symlink(String::from_utf8_lossy(blob.content()).into_owned()));
+        return Ok(Entry::Symlink(
+            String::from_utf8_lossy(blob.content()).into_owned(),
+        ));
     }
     if size as u64 > MAX_FILE_BYTES {
         return Ok(Entry::Oversized(size as u64));
@@ -316,7 +374,13 @@ fn read_entry(repo: &Repository, oid: Oid, mode: i32) -> Result<Entry, git2::Err
 }
 
 /// Blob paths under `prefix` that differ between two trees (either may be absent).
-fn diff_trees(repo: &Repository, a: Option<&git2::Tree>, b: Option<&git2::Tree>, prefix: &str, out: &mut Vec<String>) -> Result<(), git2::Error> {
+fn diff_trees(
+    repo: &Repository,
+    a: Option<&git2::Tree>,
+    b: Option<&git2::Tree>,
+    prefix: &str,
+    out: &mut Vec<String>,
+) -> Result<(), git2::Error> {
     if let (Some(a), Some(b)) = (a, b) {
         if a.id() == b.id() {
             return Ok(());
@@ -336,10 +400,13 @@ fn diff_trees(repo: &Repository, a: Option<&git2::Tree>, b: Option<&git2::Tree>,
         }
         let path = format!("{prefix}/{}", String::from_utf8_lossy(name));
         let as_tree = |e: Option<&(Oid, i32, Option<ObjectType>)>| -> Option<git2::Tree<'_>> {
-            e.filter(|e| e.2 == Some(ObjectType::Tree)).and_then(|e| repo.find_tree(e.0).ok())
+            e.filter(|e| e.2 == Some(ObjectType::Tree))
+                .and_then(|e| repo.find_tree(e.0).ok())
         };
         let (ta, tb) = (as_tree(x), as_tree(y));
-        let blob = |e: Option<&(Oid, i32, Option<ObjectType>)>| e.is_some_and(|e| e.2 == Some(ObjectType::Blob));
+        let blob = |e: Option<&(Oid, i32, Option<ObjectType>)>| {
+            e.is_some_and(|e| e.2 == Some(ObjectType::Blob))
+        };
         if blob(x) || blob(y) {
             out.push(path.clone());
         }

@@ -21,7 +21,11 @@ pub enum SourceError {
     #[error("{0}: the path is not valid UTF-8; rename it")]
     NonUtf8Path(String),
     #[error("git {url}: cannot {what}: {message}")]
-    Git { url: String, what: String, message: String },
+    Git {
+        url: String,
+        what: String,
+        message: String,
+    },
     #[error("git {url}: branch `{branch}` does not exist on the remote; push it or fix repository.branch")]
     BranchMissing { url: String, branch: String },
     #[error("git {url}: no commit `{rev}` in the fetched history")]

@@ -102,8 +102,14 @@ mod tests {
 
     #[test]
     fn joins_lexically_and_refuses_escapes() {
-        assert_eq!(join("tests/a", "./lib/x.js").as_deref(), Some("tests/a/lib/x.js"));
-        assert_eq!(join("tests/a", "../b/x.js").as_deref(), Some("tests/b/x.js"));
+        assert_eq!(
+            join("tests/a", "./lib/x.js").as_deref(),
+            Some("tests/a/lib/x.js")
+        );
+        assert_eq!(
+            join("tests/a", "../b/x.js").as_deref(),
+            Some("tests/b/x.js")
+        );
         assert_eq!(join("tests", "../../etc/passwd"), None);
         assert_eq!(join("tests", "/etc/passwd"), None);
     }

@@ -43,10 +43,9 @@ pub fn normalize(raw: &str) -> Result<Target, String> {
     let host = match url.host() {
         Some(Host::Domain(d)) => TargetHost::Domain(d.trim_end_matches('.').to_ascii_lowercase()),
         Some(Host::Ipv4(ip)) => TargetHost::Ip(IpAddr::V4(ip)),
-        Some(Host::Ipv6(ip)) => TargetHost::Ip(
-            ip.to_ipv4_mapped()
-                .map_or(IpAddr::V6(ip), IpAddr::V4),
-        ),
+        Some(Host::Ipv6(ip)) => {
+            TargetHost::Ip(ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4))
+        }
         None => return Err(format!("`{raw}` has no host")),
     };
     let port = url
@@ -126,7 +125,9 @@ fn parse_rule(raw: &str) -> Result<Rule, String> {
             Err(e) => return Err(bad(&e.to_string())),
         }
     } else if host.contains('*') {
-        return Err(bad("`*` is only allowed as the first label, as in `*.example.com`"));
+        return Err(bad(
+            "`*` is only allowed as the first label, as in `*.example.com`",
+        ));
     } else {
         let parsed = Host::parse(host).map_err(|e| bad(&e.to_string()))?;
         let ip = match parsed {
@@ -135,14 +136,18 @@ fn parse_rule(raw: &str) -> Result<Rule, String> {
             Host::Ipv4(ip) => HostPattern::Cidr(IpAddr::V4(ip), 32),
             Host::Ipv6(ip) => HostPattern::Cidr(
                 ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4),
-                if ip.to_ipv4_mapped().is_some() { 32 } else { 128 },
+                if ip.to_ipv4_mapped().is_some() {
+                    32
+                } else {
+                    128
+                },
             ),
         };
         match (ip, path) {
             (HostPattern::Cidr(addr, full), Some(p)) if !p.is_empty() => {
-                let prefix: u8 = p
-                    .parse()
-                    .map_err(|_| bad("after an IP address, `/` must be followed by a prefix length"))?;
+                let prefix: u8 = p.parse().map_err(|_| {
+                    bad("after an IP address, `/` must be followed by a prefix length")
+                })?;
                 if prefix > full {
                     return Err(bad(&format!("the prefix length must be at most {full}")));
                 }
@@ -165,7 +170,10 @@ fn split_port(authority: &str) -> Result<(&str, Option<u16>), String> {
         let host = &authority[..end + 2];
         let after = &rest[end + 1..];
         return match after.strip_prefix(':') {
-            Some(p) => Ok((host, Some(p.parse().map_err(|_| "the port is not a number")?))),
+            Some(p) => Ok((
+                host,
+                Some(p.parse().map_err(|_| "the port is not a number")?),
+            )),
             None if after.is_empty() => Ok((host, None)),
             None => Err("unexpected text after the IPv6 address".into()),
         };
@@ -185,7 +193,9 @@ fn rule_matches(rule: &Rule, t: &Target) -> bool {
     }
     match (&rule.host, &t.host) {
         (HostPattern::Exact(h), TargetHost::Domain(d)) => h == d,
-        (HostPattern::Suffix(s), TargetHost::Domain(d)) => d.len() > s.len() && d.ends_with(s.as_str()),
+        (HostPattern::Suffix(s), TargetHost::Domain(d)) => {
+            d.len() > s.len() && d.ends_with(s.as_str())
+        }
         (HostPattern::Cidr(net, prefix), TargetHost::Ip(ip)) => in_cidr(*net, *prefix, *ip),
         _ => false,
     }
@@ -222,7 +232,10 @@ mod tests {
         assert!(!allowed(&p, "https://staging.example.com"));
         assert!(!allowed(&p, "https://evilstaging.example.com"));
         assert!(!allowed(&p, "https://api.staging.example.com.evil.io/"));
-        assert!(!allowed(&p, "http://api.staging.example.com"), "scheme must match");
+        assert!(
+            !allowed(&p, "http://api.staging.example.com"),
+            "scheme must match"
+        );
     }
 
     #[test]
@@ -238,10 +251,16 @@ mod tests {
         assert!(allowed(&p, "http://10.20.3.4:8080/"));
         assert!(allowed(&p, "http://0x0a.20.0.1/"), "hex");
         assert!(allowed(&p, "http://169082881/"), "decimal 10.20.0.1");
-        assert!(!allowed(&p, "http://168034305/"), "decimal 10.4.0.1 is outside");
+        assert!(
+            !allowed(&p, "http://168034305/"),
+            "decimal 10.4.0.1 is outside"
+        );
         assert!(!allowed(&p, "http://10.21.0.1/"));
         assert!(allowed(&p, "http://[::ffff:10.20.1.1]/"), "v4-mapped v6");
-        assert!(allowed(&p, "ws://2130706433:9000/"), "127.0.0.1 as a number, any scheme");
+        assert!(
+            allowed(&p, "ws://2130706433:9000/"),
+            "127.0.0.1 as a number, any scheme"
+        );
         assert!(allowed(&p, "http://0177.0.0.1/"), "octal");
         assert!(!allowed(&p, "https://10.20.1.1/"), "scheme must match");
     }
@@ -264,7 +283,13 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["ftp://x", "http://a*b.com", "http://10.0.0.0/33", "http://u@x", "http://x:y"] {
+        for bad in [
+            "ftp://x",
+            "http://a*b.com",
+            "http://10.0.0.0/33",
+            "http://u@x",
+            "http://x:y",
+        ] {
             assert!(Allowlist::parse(&[bad]).is_err(), "{bad}");
         }
     }

@@ -87,13 +87,18 @@ pub struct Options<'a> {
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {
         Ok(())
     } else if name.len() > 40 {
-        Err(format!("name `{name}` is {} characters long; use at most 40", name.len()))
+        Err(format!(
+            "name `{name}` is {} characters long; use at most 40",
+            name.len()
+        ))
     } else {
         Err(format!(
             "name `{name}` is not a DNS-1123 label; use lowercase letters, digits and `-`, starting and ending with a letter or digit"
@@ -138,15 +143,25 @@ struct Ctx<'a> {
 
 impl Index {
     pub fn build(tree: &Tree, layout: Layout, policy: Option<Policy>) -> Index {
-        let mut index = Index { layout, policy, templates: Templates::default(), tests: BTreeMap::new() };
+        let mut index = Index {
+            layout,
+            policy,
+            templates: Templates::default(),
+            tests: BTreeMap::new(),
+        };
         let allowlist = index.allowlist();
         let ctx = index.ctx(allowlist.as_ref());
         let templates = load_templates(tree, ctx.layout, ctx.policy.as_ref());
-        let files: Vec<String> = spec_files(tree, &ctx.layout.tests_dir, &SPEC_FILES).map(str::to_string).collect();
-        let tests = files.into_iter().map(|f| {
-            let ft = resolve_file(tree, &f, &ctx, &templates.by_name);
-            (f, ft)
-        }).collect();
+        let files: Vec<String> = spec_files(tree, &ctx.layout.tests_dir, &SPEC_FILES)
+            .map(str::to_string)
+            .collect();
+        let tests = files
+            .into_iter()
+            .map(|f| {
+                let ft = resolve_file(tree, &f, &ctx, &templates.by_name);
+                (f, ft)
+            })
+            .collect();
         index.templates = templates;
         index.tests = tests;
         index
@@ -154,13 +169,19 @@ impl Index {
 
     // An invalid allowlist is refused when the config loads; should one get here, it allows nothing.
     fn allowlist(&self) -> Option<super::allowlist::Allowlist> {
-        self.policy.as_ref().map(|p| p.allowlist().unwrap_or_default())
+        self.policy
+            .as_ref()
+            .map(|p| p.allowlist().unwrap_or_default())
     }
 
     fn ctx<'a>(&'a self, allowlist: Option<&'a super::allowlist::Allowlist>) -> Ctx<'a> {
         Ctx {
             layout: &self.layout,
-            policy: self.policy.as_ref().zip(allowlist).map(|(policy, allowlist)| PolicyCheck { policy, allowlist }),
+            policy: self
+                .policy
+                .as_ref()
+                .zip(allowlist)
+                .map(|(policy, allowlist)| PolicyCheck { policy, allowlist }),
         }
     }
 
@@ -171,9 +192,16 @@ impl Index {
         let ctx = self.ctx(allowlist.as_ref());
         let mut changed_templates = BTreeSet::new();
         let mut new_templates = None;
-        if changed.iter().any(|p| is_within(p, &self.layout.templates_dir)) {
+        if changed
+            .iter()
+            .any(|p| is_within(p, &self.layout.templates_dir))
+        {
             let fresh = load_templates(tree, ctx.layout, ctx.policy.as_ref());
-            let names: BTreeSet<&String> = fresh.by_name.keys().chain(self.templates.by_name.keys()).collect();
+            let names: BTreeSet<&String> = fresh
+                .by_name
+                .keys()
+                .chain(self.templates.by_name.keys())
+                .collect();
             for name in names {
                 if fresh.by_name.get(name) != self.templates.by_name.get(name) {
                     changed_templates.insert(name.clone());
@@ -183,11 +211,18 @@ impl Index {
         }
         let templates = new_templates.as_ref().unwrap_or(&self.templates);
         let mut affected = BTreeSet::new();
-        for path in changed.iter().filter(|p| is_within(p, &self.layout.tests_dir)) {
+        for path in changed
+            .iter()
+            .filter(|p| is_within(p, &self.layout.tests_dir))
+        {
             let mut dir = parent(path);
             loop {
                 for name in SPEC_FILES {
-                    let f = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+                    let f = if dir.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{dir}/{name}")
+                    };
                     if tree.get(&f).is_some() || self.tests.contains_key(&f) {
                         affected.insert(f);
                     }
@@ -200,14 +235,21 @@ impl Index {
         }
         if !changed_templates.is_empty() {
             for (file, ft) in &self.tests {
-                if ft.entries.iter().any(|e| e.template.as_ref().is_some_and(|t| changed_templates.contains(t))) {
+                if ft.entries.iter().any(|e| {
+                    e.template
+                        .as_ref()
+                        .is_some_and(|t| changed_templates.contains(t))
+                }) {
                     affected.insert(file.clone());
                 }
             }
         }
         let mut updates = Vec::new();
         for file in affected {
-            let fresh = tree.get(&file).is_some().then(|| resolve_file(tree, &file, &ctx, &templates.by_name));
+            let fresh = tree
+                .get(&file)
+                .is_some()
+                .then(|| resolve_file(tree, &file, &ctx, &templates.by_name));
             updates.push((file, fresh));
         }
         for (file, fresh) in updates {
@@ -237,9 +279,14 @@ impl Index {
                 if let Some(name) = original.name.as_deref() {
                     match names.get(name) {
                         Some(other) if *other != file.as_str() => {
-                            cat.diagnostics.push(Diagnostic::new(file, entry.name_pos, Code::DuplicateName, format!(
+                            cat.diagnostics.push(Diagnostic::new(
+                                file,
+                                entry.name_pos,
+                                Code::DuplicateName,
+                                format!(
                                 "test name `{name}` is already used by {other}; rename one of them"
-                            )));
+                            ),
+                            ));
                             entry.resolved = None;
                         }
                         Some(_) => {}
@@ -251,13 +298,19 @@ impl Index {
                 cat.tests.push(entry);
             }
         }
-        cat.diagnostics.sort_by(|a, b| (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code)));
+        cat.diagnostics.sort_by(|a, b| {
+            (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code))
+        });
         cat.diagnostics.dedup();
         cat
     }
 }
 
-fn spec_files<'a>(tree: &'a Tree, dir: &'a str, names: &'a [&str]) -> impl Iterator<Item = &'a str> + 'a {
+fn spec_files<'a>(
+    tree: &'a Tree,
+    dir: &'a str,
+    names: &'a [&str],
+) -> impl Iterator<Item = &'a str> + 'a {
     tree.under(dir)
         .map(|(p, _)| p)
         .filter(move |p| names.contains(&bundle::file_name(p)))
@@ -296,17 +349,30 @@ fn for_each_doc(
         if header.kind.as_deref() != Some(kind) {
             let found = header.kind.as_deref().unwrap_or("nothing");
             let hint = match header.kind.as_deref() {
-                Some(KIND_TEMPLATE) => " (templates belong in the templates folder, in template.yaml)",
+                Some(KIND_TEMPLATE) => {
+                    " (templates belong in the templates folder, in template.yaml)"
+                }
                 Some(KIND_TEST) => " (tests belong in the tests folder, in perftest.yaml)",
                 _ => "",
             };
-            diags.push(Diagnostic::new(file, at("kind"), Code::Schema, format!("expected `kind: {kind}`, found {found}{hint}")));
+            diags.push(Diagnostic::new(
+                file,
+                at("kind"),
+                Code::Schema,
+                format!("expected `kind: {kind}`, found {found}{hint}"),
+            ));
             continue;
         }
         if header.api_version.as_deref() != Some(API_VERSION) {
-            diags.push(Diagnostic::new(file, at("apiVersion"), Code::Schema, format!(
-                "apiVersion must be `{API_VERSION}`, found {}", header.api_version.as_deref().unwrap_or("nothing")
-            )));
+            diags.push(Diagnostic::new(
+                file,
+                at("apiVersion"),
+                Code::Schema,
+                format!(
+                    "apiVersion must be `{API_VERSION}`, found {}",
+                    header.api_version.as_deref().unwrap_or("nothing")
+                ),
+            ));
             continue;
         }
         each(doc, diags);
@@ -320,63 +386,104 @@ fn load_templates(tree: &Tree, layout: &Layout, policy: Option<&PolicyCheck>) ->
     for file in files {
         let dir = parent(file).to_string();
         let mut seen_in_file = false;
-        for_each_doc(tree, file, KIND_TEMPLATE, &mut cat.diagnostics, |doc, diags| {
-            let src = SpecSource { file, doc };
-            let tpl: PerfTemplate = match parse::typed(file, doc) {
-                Ok(t) => t,
-                Err(d) => {
-                    diags.push(d);
-                    cat.entries.push(TemplateEntry { name: None, file: file.to_string(), resolved: None });
-                    return;
+        for_each_doc(
+            tree,
+            file,
+            KIND_TEMPLATE,
+            &mut cat.diagnostics,
+            |doc, diags| {
+                let src = SpecSource { file, doc };
+                let tpl: PerfTemplate = match parse::typed(file, doc) {
+                    Ok(t) => t,
+                    Err(d) => {
+                        diags.push(d);
+                        cat.entries.push(TemplateEntry {
+                            name: None,
+                            file: file.to_string(),
+                            resolved: None,
+                        });
+                        return;
+                    }
+                };
+                let name = tpl.metadata.name.clone();
+                let mut errs = Vec::new();
+                if seen_in_file {
+                    errs.push(src.diag(
+                        &[Seg::Key("metadata"), Seg::Key("name")],
+                        Code::Schema,
+                        format!(
+                            "a folder holds one PerfTemplate; move `{name}` to a folder of its own"
+                        ),
+                    ));
                 }
-            };
-            let name = tpl.metadata.name.clone();
-            let mut errs = Vec::new();
-            if seen_in_file {
-                errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::Schema, format!(
-                    "a folder holds one PerfTemplate; move `{name}` to a folder of its own"
-                )));
-            }
-            seen_in_file = true;
-            if let Err(e) = check_name(&name) {
-                errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::Schema, e));
-            }
-            if let Some((other, _)) = by_name.get(&name) {
-                errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::DuplicateName, format!(
-                    "template name `{name}` is already used by {other}; rename one of them"
-                )));
-            }
-            let resolved = resolve_template(tree, &src, tpl, &dir, policy, &mut errs);
-            let valid = errs.is_empty();
-            diags.extend(errs);
-            let resolved = resolved.filter(|_| valid);
-            by_name.entry(name.clone()).or_insert_with(|| (file.to_string(), resolved.clone()));
-            cat.entries.push(TemplateEntry { name: Some(name), file: file.to_string(), resolved });
-        });
+                seen_in_file = true;
+                if let Err(e) = check_name(&name) {
+                    errs.push(src.diag(&[Seg::Key("metadata"), Seg::Key("name")], Code::Schema, e));
+                }
+                if let Some((other, _)) = by_name.get(&name) {
+                    errs.push(src.diag(
+                        &[Seg::Key("metadata"), Seg::Key("name")],
+                        Code::DuplicateName,
+                        format!(
+                            "template name `{name}` is already used by {other}; rename one of them"
+                        ),
+                    ));
+                }
+                let resolved = resolve_template(tree, &src, tpl, &dir, policy, &mut errs);
+                let valid = errs.is_empty();
+                diags.extend(errs);
+                let resolved = resolved.filter(|_| valid);
+                by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| (file.to_string(), resolved.clone()));
+                cat.entries.push(TemplateEntry {
+                    name: Some(name),
+                    file: file.to_string(),
+                    resolved,
+                });
+            },
+        );
     }
     cat.by_name = by_name;
     cat
 }
 
-fn resolve_template(tree: &Tree, src: &SpecSource, tpl: PerfTemplate, dir: &str, policy: Option<&PolicyCheck>, errs: &mut Vec<Diagnostic>) -> Option<ResolvedTemplate> {
+fn resolve_template(
+    tree: &Tree,
+    src: &SpecSource,
+    tpl: PerfTemplate,
+    dir: &str,
+    policy: Option<&PolicyCheck>,
+    errs: &mut Vec<Diagnostic>,
+) -> Option<ResolvedTemplate> {
     use Seg::Key;
     let mut files = Bundle::default();
     bundle::collect(tree, dir, &[], "", &mut files, errs);
     let script_path = match join(dir, &tpl.spec.script).filter(|p| is_within(p, dir)) {
         Some(p) => p,
         None => {
-            errs.push(src.diag(&[Key("spec"), Key("script")], Code::PathEscape, format!(
-                "script `{}` leads outside the template's folder; keep it inside {dir}", tpl.spec.script
-            )));
+            errs.push(src.diag(
+                &[Key("spec"), Key("script")],
+                Code::PathEscape,
+                format!(
+                    "script `{}` leads outside the template's folder; keep it inside {dir}",
+                    tpl.spec.script
+                ),
+            ));
             return None;
         }
     };
     let key = script_path[dir.len() + 1..].to_string();
     let Some(script) = files.files.get(&key).cloned() else {
         if tree.get(&script_path).is_none() {
-            errs.push(src.diag(&[Key("spec"), Key("script")], Code::ScriptMissing, format!(
-                "script `{}` does not exist in {dir}; add it or fix the path", tpl.spec.script
-            )));
+            errs.push(src.diag(
+                &[Key("spec"), Key("script")],
+                Code::ScriptMissing,
+                format!(
+                    "script `{}` does not exist in {dir}; add it or fix the path",
+                    tpl.spec.script
+                ),
+            ));
         }
         return None;
     };
@@ -390,15 +497,26 @@ fn resolve_template(tree: &Tree, src: &SpecSource, tpl: PerfTemplate, dir: &str,
                 "`${{{}` is not a template parameter; write `$${{` for a literal `${{` (a JavaScript template literal)", r.name
             )));
         } else if !tpl.spec.params.contains_key(&r.name) {
-            errs.push(Diagnostic::new(&script_path, pos, Code::TemplateParam, format!(
-                "`${{{}}}` is not declared; add `{}` under spec.params in {}", r.name, r.name, src.file
-            )));
+            errs.push(Diagnostic::new(
+                &script_path,
+                pos,
+                Code::TemplateParam,
+                format!(
+                    "`${{{}}}` is not declared; add `{}` under spec.params in {}",
+                    r.name, r.name, src.file
+                ),
+            ));
         } else {
             used.insert(r.name);
         }
     }
     if let Some(desc) = &tpl.spec.description {
-        used.extend(template::references(desc).into_iter().filter(|r| r.valid).map(|r| r.name));
+        used.extend(
+            template::references(desc)
+                .into_iter()
+                .filter(|r| r.valid)
+                .map(|r| r.name),
+        );
     }
     for name in tpl.spec.params.keys() {
         if !used.contains(name) {
@@ -408,7 +526,11 @@ fn resolve_template(tree: &Tree, src: &SpecSource, tpl: PerfTemplate, dir: &str,
         }
     }
     check_scripts(&files, policy.map(|p| p.allowlist), "", errs);
-    Some(ResolvedTemplate { template: tpl, dir: dir.to_string(), files })
+    Some(ResolvedTemplate {
+        template: tpl,
+        dir: dir.to_string(),
+        files,
+    })
 }
 
 /// Every PerfTest of one spec file, resolved; duplicate names are checked later, across files.
@@ -429,7 +551,13 @@ fn resolve_file(tree: &Tree, file: &str, ctx: &Ctx, templates: &TemplateMap) -> 
             Ok(t) => t,
             Err(d) => {
                 diags.push(d);
-                out.entries.push(TestEntry { name: None, file: file.to_string(), name_pos: Pos::START, template: None, resolved: None });
+                out.entries.push(TestEntry {
+                    name: None,
+                    file: file.to_string(),
+                    name_pos: Pos::START,
+                    template: None,
+                    resolved: None,
+                });
                 return;
             }
         };
@@ -438,9 +566,12 @@ fn resolve_file(tree: &Tree, file: &str, ctx: &Ctx, templates: &TemplateMap) -> 
         let template = test.spec.template.as_ref().map(|t| t.name.clone());
         let mut errs = Vec::new();
         if seen_in_file {
-            errs.push(Diagnostic::new(file, name_pos, Code::Schema, format!(
-                "a folder holds one PerfTest; move `{name}` to a folder of its own"
-            )));
+            errs.push(Diagnostic::new(
+                file,
+                name_pos,
+                Code::Schema,
+                format!("a folder holds one PerfTest; move `{name}` to a folder of its own"),
+            ));
         }
         seen_in_file = true;
         if let Err(e) = check_name(&name) {
@@ -460,7 +591,13 @@ fn resolve_file(tree: &Tree, file: &str, ctx: &Ctx, templates: &TemplateMap) -> 
     // A file that yielded no test at all (bad YAML, wrong kind) still stands for one, so that
     // the test it held is reported invalid rather than taken for deleted.
     if out.entries.is_empty() && !out.diagnostics.is_empty() {
-        out.entries.push(TestEntry { name: None, file: file.to_string(), name_pos: Pos::START, template: None, resolved: None });
+        out.entries.push(TestEntry {
+            name: None,
+            file: file.to_string(),
+            name_pos: Pos::START,
+            template: None,
+            resolved: None,
+        });
     }
     out
 }
@@ -484,20 +621,34 @@ fn resolve_test(
     let mut skip_urls_in = String::new();
     match (&test.spec.script, &test.spec.template) {
         (Some(_), Some(_)) | (None, None) => {
-            errs.push(src.diag(&[Key("spec")], Code::Schema, "set exactly one of spec.script and spec.template"));
+            errs.push(src.diag(
+                &[Key("spec")],
+                Code::Schema,
+                "set exactly one of spec.script and spec.template",
+            ));
         }
-        (Some(script), None) => match join(dir, script).filter(|p| is_within(p, dir) && !nested.iter().any(|n| is_within(p, n))) {
-            None => errs.push(src.diag(&[Key("spec"), Key("script")], Code::PathEscape, format!(
+        (Some(script), None) => match join(dir, script)
+            .filter(|p| is_within(p, dir) && !nested.iter().any(|n| is_within(p, n)))
+        {
+            None => errs.push(src.diag(
+                &[Key("spec"), Key("script")],
+                Code::PathEscape,
+                format!(
                 "script `{script}` leads outside the test's folder {dir}; keep the script inside it"
-            ))),
+            ),
+            )),
             Some(path) => {
                 let key = path[dir.len() + 1..].to_string();
                 if bundle.files.contains_key(&key) {
                     bundle.entry = key;
                 } else if tree.get(&path).is_none() {
-                    errs.push(src.diag(&[Key("spec"), Key("script")], Code::ScriptMissing, format!(
-                        "script `{script}` does not exist in {dir}; add it or fix the path"
-                    )));
+                    errs.push(src.diag(
+                        &[Key("spec"), Key("script")],
+                        Code::ScriptMissing,
+                        format!(
+                            "script `{script}` does not exist in {dir}; add it or fix the path"
+                        ),
+                    ));
                 }
             }
         },
@@ -512,29 +663,42 @@ fn resolve_test(
                         .filter(|(s, _)| *s > 0.8)
                         .max_by(|a, b| a.0.total_cmp(&b.0))
                         .map_or(String::new(), |(_, k)| format!(" did you mean `{k}`?"));
-                    errs.push(src.diag(&at, Code::TemplateUnknown, format!("template `{name}` does not exist.{hint}")));
+                    errs.push(src.diag(
+                        &at,
+                        Code::TemplateUnknown,
+                        format!("template `{name}` does not exist.{hint}"),
+                    ));
                 }
-                Some((file, None)) => errs.push(src.diag(&at, Code::TemplateUnknown, format!(
-                    "template `{name}` in {file} is invalid; fix its errors first"
-                ))),
+                Some((file, None)) => errs.push(src.diag(
+                    &at,
+                    Code::TemplateUnknown,
+                    format!("template `{name}` in {file} is invalid; fix its errors first"),
+                )),
                 Some((_, Some(tpl))) => {
                     let values = template_values(src, tref, tpl, policy, errs);
                     let prefix = format!("_template/{name}/");
                     for (key, bytes) in &tpl.files.files {
                         let content: std::sync::Arc<[u8]> = if *key == tpl.files.entry {
-                            template::substitute(&String::from_utf8_lossy(bytes), &values).into_bytes().into()
+                            template::substitute(&String::from_utf8_lossy(bytes), &values)
+                                .into_bytes()
+                                .into()
                         } else {
                             bytes.clone()
                         };
                         bundle.files.insert(format!("{prefix}{key}"), content);
-                        bundle.origin.insert(format!("{prefix}{key}"), format!("{}/{key}", tpl.dir));
+                        bundle
+                            .origin
+                            .insert(format!("{prefix}{key}"), format!("{}/{key}", tpl.dir));
                     }
                     bundle.entry = format!("{prefix}{}", tpl.files.entry);
                     if let Some(t) = test.spec.template.as_mut() {
                         t.params = values;
                     }
                     template_name = Some(name);
-                    template_revision = Some(super::revision::template_revision(&tpl.template, &tpl.files));
+                    template_revision = Some(super::revision::template_revision(
+                        &tpl.template,
+                        &tpl.files,
+                    ));
                     skip_urls_in = prefix;
                 }
             }
@@ -554,11 +718,24 @@ fn resolve_test(
         return None;
     }
     let revision = revision(&test, &bundle);
-    Some(ResolvedTest { test, dir: dir.to_string(), bundle, revision, template: template_name, template_revision })
+    Some(ResolvedTest {
+        test,
+        dir: dir.to_string(),
+        bundle,
+        revision,
+        template: template_name,
+        template_revision,
+    })
 }
 
 /// The template's parameters for one test: defaults overlaid with the test's values.
-fn template_values(src: &SpecSource, tref: &super::model::TemplateRef, tpl: &ResolvedTemplate, policy: Option<&PolicyCheck>, errs: &mut Vec<Diagnostic>) -> BTreeMap<String, String> {
+fn template_values(
+    src: &SpecSource,
+    tref: &super::model::TemplateRef,
+    tpl: &ResolvedTemplate,
+    policy: Option<&PolicyCheck>,
+    errs: &mut Vec<Diagnostic>,
+) -> BTreeMap<String, String> {
     use Seg::Key;
     let declared = &tpl.template.spec.params;
     let mut values = BTreeMap::new();
@@ -570,9 +747,14 @@ fn template_values(src: &SpecSource, tref: &super::model::TemplateRef, tpl: &Res
             (None, Some(d)) => {
                 values.insert(name.clone(), d.clone());
             }
-            (None, None) if spec.required => errs.push(src.diag(&[Key("spec"), Key("template")], Code::TemplateParam, format!(
-                "template `{}` requires parameter `{name}`; add it under spec.template.params", tref.name
-            ))),
+            (None, None) if spec.required => errs.push(src.diag(
+                &[Key("spec"), Key("template")],
+                Code::TemplateParam,
+                format!(
+                    "template `{}` requires parameter `{name}`; add it under spec.template.params",
+                    tref.name
+                ),
+            )),
             (None, None) => {
                 values.insert(name.clone(), String::new());
             }
@@ -582,12 +764,21 @@ fn template_values(src: &SpecSource, tref: &super::model::TemplateRef, tpl: &Res
         let at = [Key("spec"), Key("template"), Key("params"), Key(name)];
         if !declared.contains_key(name) {
             let known: Vec<&str> = declared.keys().map(String::as_str).collect();
-            errs.push(src.diag(&at, Code::TemplateParam, format!(
-                "template `{}` has no parameter `{name}`; its parameters are: {}", tref.name, known.join(", ")
-            )));
+            errs.push(src.diag(
+                &at,
+                Code::TemplateParam,
+                format!(
+                    "template `{}` has no parameter `{name}`; its parameters are: {}",
+                    tref.name,
+                    known.join(", ")
+                ),
+            ));
         }
         if let Some(p) = policy {
-            for url in super::script_scan::urls(&format!("\"{value}\"")).into_iter().filter(|u| !u.dynamic_host) {
+            for url in super::script_scan::urls(&format!("\"{value}\""))
+                .into_iter()
+                .filter(|u| !u.dynamic_host)
+            {
                 if let Ok(t) = super::allowlist::normalize(&url.url) {
                     if !p.allowlist.allows(&t) {
                         errs.push(src.diag(&at, Code::TargetNotAllowed, format!(

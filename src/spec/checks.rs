@@ -34,7 +34,16 @@ pub struct PolicyCheck<'a> {
 }
 
 const SECRET_WORDS: [&str; 10] = [
-    "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PWD", "KEY", "APIKEY", "CREDENTIAL", "CREDENTIALS", "AUTH",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PWD",
+    "KEY",
+    "APIKEY",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
 ];
 
 pub fn looks_secret(name: &str) -> bool {
@@ -54,7 +63,12 @@ fn target_refusal(raw: &str, allow: &Allowlist) -> Option<String> {
 }
 
 /// Spec-level checks: targets, env, thresholds, schedule, load limits.
-pub fn check_spec(src: &SpecSource, test: &PerfTest, policy: Option<&PolicyCheck>, out: &mut Vec<Diagnostic>) {
+pub fn check_spec(
+    src: &SpecSource,
+    test: &PerfTest,
+    policy: Option<&PolicyCheck>,
+    out: &mut Vec<Diagnostic>,
+) {
     let s = &test.spec;
     use Seg::{Index, Key};
     for (i, target) in s.targets.iter().enumerate() {
@@ -77,9 +91,16 @@ pub fn check_spec(src: &SpecSource, test: &PerfTest, policy: Option<&PolicyCheck
             ));
         }
         if let Some(p) = policy {
-            for url in script_scan::urls(&format!("\"{value}\"")).into_iter().filter(|u| !u.dynamic_host) {
+            for url in script_scan::urls(&format!("\"{value}\""))
+                .into_iter()
+                .filter(|u| !u.dynamic_host)
+            {
                 if let Some(why) = target_refusal(&url.url, p.allowlist) {
-                    out.push(src.diag(&path, Code::TargetNotAllowed, format!("env `{name}`: {why}")));
+                    out.push(src.diag(
+                        &path,
+                        Code::TargetNotAllowed,
+                        format!("env `{name}`: {why}"),
+                    ));
                 }
             }
         }
@@ -97,11 +118,19 @@ pub fn check_spec(src: &SpecSource, test: &PerfTest, policy: Option<&PolicyCheck
     }
     if let Some(schedule) = &s.trigger.schedule {
         if let Err(e) = check_cron(schedule) {
-            out.push(src.diag(&[Key("spec"), Key("trigger"), Key("schedule")], Code::ScheduleInvalid, e));
+            out.push(src.diag(
+                &[Key("spec"), Key("trigger"), Key("schedule")],
+                Code::ScheduleInvalid,
+                e,
+            ));
         }
     }
     if s.parallelism == Some(0) {
-        out.push(src.diag(&[Key("spec"), Key("parallelism")], Code::Schema, "parallelism must be at least 1"));
+        out.push(src.diag(
+            &[Key("spec"), Key("parallelism")],
+            Code::Schema,
+            "parallelism must be at least 1",
+        ));
     }
     if let Some(load) = &s.load {
         check_load_shape(src, load, out);
@@ -122,7 +151,11 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
     croner::parser::CronParser::new()
         .parse(expr)
         .map(|_| ())
-        .map_err(|e| format!("schedule `{expr}` does not parse: {e}; e.g. `0 3 * * *` runs daily at 03:00 UTC"))
+        .map_err(|e| {
+            format!(
+                "schedule `{expr}` does not parse: {e}; e.g. `0 3 * * *` runs daily at 03:00 UTC"
+            )
+        })
 }
 
 fn check_load_shape(src: &SpecSource, load: &Load, out: &mut Vec<Diagnostic>) {
@@ -135,7 +168,11 @@ fn check_load_shape(src: &SpecSource, load: &Load, out: &mut Vec<Diagnostic>) {
         ));
     }
     if load.vus == Some(0) {
-        out.push(src.diag(&[Key("spec"), Key("load"), Key("vus")], Code::Schema, "vus must be at least 1"));
+        out.push(src.diag(
+            &[Key("spec"), Key("load"), Key("vus")],
+            Code::Schema,
+            "vus must be at least 1",
+        ));
     }
 }
 
@@ -161,7 +198,9 @@ fn check_limits(src: &SpecSource, test: &PerfTest, policy: &Policy, out: &mut Ve
         let (vus, duration) = load_extent(load);
         if let Some(v) = vus.filter(|v| *v > policy.max_vus) {
             let path: Vec<Seg> = match load.stages.iter().position(|st| st.target == v) {
-                Some(i) if load.vus != Some(v) => vec![Key("spec"), Key("load"), Key("stages"), Index(i)],
+                Some(i) if load.vus != Some(v) => {
+                    vec![Key("spec"), Key("load"), Key("stages"), Index(i)]
+                }
                 _ => vec![Key("spec"), Key("load"), Key("vus")],
             };
             out.push(src.diag(&path, Code::LimitExceeded, format!(
@@ -169,33 +208,60 @@ fn check_limits(src: &SpecSource, test: &PerfTest, policy: &Policy, out: &mut Ve
             )));
         }
         if let Some(d) = duration.filter(|d| *d > policy.max_duration.0) {
-            out.push(src.diag(&[Key("spec"), Key("load")], Code::LimitExceeded, format!(
-                "the load lasts {}, over the policy's maxDuration of {}; shorten it", super::duration::format_duration(d), policy.max_duration
-            )));
+            out.push(src.diag(
+                &[Key("spec"), Key("load")],
+                Code::LimitExceeded,
+                format!(
+                    "the load lasts {}, over the policy's maxDuration of {}; shorten it",
+                    super::duration::format_duration(d),
+                    policy.max_duration
+                ),
+            ));
         }
     }
     if s.parallelism() > policy.max_parallelism {
-        out.push(src.diag(&[Key("spec"), Key("parallelism")], Code::LimitExceeded, format!(
-            "parallelism {} is over the policy's maxParallelism of {}", s.parallelism(), policy.max_parallelism
-        )));
+        out.push(src.diag(
+            &[Key("spec"), Key("parallelism")],
+            Code::LimitExceeded,
+            format!(
+                "parallelism {} is over the policy's maxParallelism of {}",
+                s.parallelism(),
+                policy.max_parallelism
+            ),
+        ));
     }
     if let Some(t) = s.timeout.filter(|t| *t > policy.max_timeout) {
-        out.push(src.diag(&[Key("spec"), Key("timeout")], Code::LimitExceeded, format!(
-            "timeout {t} is over the policy's maxTimeout of {}; shorten it", policy.max_timeout
-        )));
+        out.push(src.diag(
+            &[Key("spec"), Key("timeout")],
+            Code::LimitExceeded,
+            format!(
+                "timeout {t} is over the policy's maxTimeout of {}; shorten it",
+                policy.max_timeout
+            ),
+        ));
     }
 }
 
 /// Script-level checks over every JavaScript file of the bundle: relative imports and `open()`
 /// calls stay inside the bundle and exist; literal URLs are inside the allowlist.
-pub fn check_scripts(bundle: &Bundle, allow: Option<&Allowlist>, skip_urls_in: &str, out: &mut Vec<Diagnostic>) {
+pub fn check_scripts(
+    bundle: &Bundle,
+    allow: Option<&Allowlist>,
+    skip_urls_in: &str,
+    out: &mut Vec<Diagnostic>,
+) {
     for (key, bytes) in &bundle.files {
         if !is_script(key) {
             continue;
         }
         let Ok(text) = std::str::from_utf8(bytes) else {
             let origin = bundle.origin.get(key).map_or(key.as_str(), String::as_str);
-            out.push(Diagnostic::new(origin, Pos::START, Code::Schema, "the script is not valid UTF-8; save it as UTF-8"));
+            out.push(Diagnostic::new(
+                origin,
+                Pos::START,
+                Code::Schema,
+                "the script is not valid UTF-8; save it as UTF-8",
+            ));
             continue;
         };
         let origin = bundle.origin.get(key).map_or(key.as_str(), String::as_str);
@@ -204,12 +270,19 @@ pub fn check_scripts(bundle: &Bundle, allow: Option<&Allowlist>, skip_urls_in: &
                 continue;
             }
             let spec = lit.text;
-            let local = spec.starts_with("./") || spec.starts_with("../") || spec.starts_with('/') || spec.starts_with("file:");
+            let local = spec.starts_with("./")
+                || spec.starts_with("../")
+                || spec.starts_with('/')
+                || spec.starts_with("file:");
             if !local && lit.usage == Usage::Module {
                 continue; // k6/* built-ins and remote modules
             }
             let pos = pos_of_offset(text, lit.offset);
-            let resolved = if spec.starts_with('/') || spec.starts_with("file:") { None } else { join(parent(key), spec) };
+            let resolved = if spec.starts_with('/') || spec.starts_with("file:") {
+                None
+            } else {
+                join(parent(key), spec)
+            };
             match resolved {
                 None => out.push(Diagnostic::new(origin, pos, Code::PathEscape, format!(
                     "`{spec}` leads outside the test's bundle; keep imported and opened files in the test's folder"
@@ -228,9 +301,17 @@ pub fn check_scripts(bundle: &Bundle, allow: Option<&Allowlist>, skip_urls_in: &
             if !skip_urls_in.is_empty() && key.starts_with(skip_urls_in) {
                 continue;
             }
-            for url in script_scan::urls(text).into_iter().filter(|u| !u.dynamic_host) {
+            for url in script_scan::urls(text)
+                .into_iter()
+                .filter(|u| !u.dynamic_host)
+            {
                 if let Some(why) = target_refusal(&url.url, allow) {
-                    out.push(Diagnostic::new(origin, pos_of_offset(text, url.offset), Code::TargetNotAllowed, why));
+                    out.push(Diagnostic::new(
+                        origin,
+                        pos_of_offset(text, url.offset),
+                        Code::TargetNotAllowed,
+                        why,
+                    ));
                 }
             }
         }
@@ -238,5 +319,7 @@ pub fn check_scripts(bundle: &Bundle, allow: Option<&Allowlist>, skip_urls_in: &
 }
 
 pub fn is_script(path: &str) -> bool {
-    [".js", ".mjs", ".cjs", ".ts"].iter().any(|e| path.ends_with(e))
+    [".js", ".mjs", ".cjs", ".ts"]
+        .iter()
+        .any(|e| path.ends_with(e))
 }

@@ -77,9 +77,10 @@ fn key_matches(content: &str, key: &str) -> bool {
 }
 
 fn find_key<'a>(lines: &[Line<'a>], indent: usize, key: &str) -> Option<(usize, Line<'a>)> {
-    lines.iter().enumerate().find_map(|(i, l)| {
-        (l.indent == indent && key_matches(l.content, key)).then_some((i, *l))
-    })
+    lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| (l.indent == indent && key_matches(l.content, key)).then_some((i, *l)))
 }
 
 fn find_item<'a>(lines: &[Line<'a>], indent: usize, index: usize) -> Option<(usize, Line<'a>)> {
@@ -121,9 +122,13 @@ pub fn locate_text(text: &str, first_line: usize, path: &[Seg], needle: &str) ->
 /// First occurrence of `needle` on or after the line of `from`.
 pub fn find_after(text: &str, first_line: usize, from: Pos, needle: &str) -> Option<Pos> {
     let start_line = from.line.saturating_sub(first_line);
-    text.lines().enumerate().skip(start_line).find_map(|(i, raw)| {
-        raw.find(needle).map(|col| Pos::new(first_line + i, raw[..col].chars().count() + 1))
-    })
+    text.lines()
+        .enumerate()
+        .skip(start_line)
+        .find_map(|(i, raw)| {
+            raw.find(needle)
+                .map(|col| Pos::new(first_line + i, raw[..col].chars().count() + 1))
+        })
 }
 
 #[cfg(test)]
@@ -137,9 +142,18 @@ mod tests {
         assert_eq!(locate(DOC, 1, &[Seg::Key("spec")]), Pos::new(5, 1));
         let t1 = [Seg::Key("spec"), Seg::Key("targets"), Seg::Index(1)];
         assert_eq!(locate(DOC, 1, &t1), Pos::new(8, 5));
-        let th = [Seg::Key("spec"), Seg::Key("thresholds"), Seg::Key("http_req_duration")];
+        let th = [
+            Seg::Key("spec"),
+            Seg::Key("thresholds"),
+            Seg::Key("http_req_duration"),
+        ];
         assert_eq!(locate(DOC, 10, &th), Pos::new(19, 5));
-        let secret = [Seg::Key("spec"), Seg::Key("secretEnv"), Seg::Index(0), Seg::Key("secret")];
+        let secret = [
+            Seg::Key("spec"),
+            Seg::Key("secretEnv"),
+            Seg::Index(0),
+            Seg::Key("secret"),
+        ];
         assert_eq!(locate(DOC, 1, &secret), Pos::new(13, 7));
     }
 

@@ -27,7 +27,10 @@ pub struct PerfTest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
     /// A DNS-1123 label of at most 40 characters, unique in the repository.
-    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 40),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Copied to every object perfsync creates for this test.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -32,16 +32,23 @@ pub fn split_documents(text: &str) -> Vec<Doc<'_>> {
     let mut offset = 0usize;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end();
-        let is_marker = bare == "---"
-            || bare.starts_with("--- ")
-            || bare == "..."
-            || bare.starts_with("---\t");
+        let is_marker =
+            bare == "---" || bare.starts_with("--- ") || bare == "..." || bare.starts_with("---\t");
         if is_marker {
             push_doc(&mut docs, &text[start..offset], start_line);
             // Content after `--- ` on the same line belongs to the next document; keep it by
             // blanking only the marker.
-            start = offset + if bare.starts_with("--- ") { 4 } else { line.len() };
-            start_line = if bare.starts_with("--- ") { i + 1 } else { i + 2 };
+            start = offset
+                + if bare.starts_with("--- ") {
+                    4
+                } else {
+                    line.len()
+                };
+            start_line = if bare.starts_with("--- ") {
+                i + 1
+            } else {
+                i + 2
+            };
         }
         offset += line.len();
     }
@@ -70,7 +77,8 @@ pub struct Kind {
 /// syntax error, an alias bomb or runaway nesting anywhere in it surfaces as `yaml-syntax`
 /// (serde_norway bounds both alias repetition and depth).
 pub fn read_kind(file: &str, doc: Doc) -> Result<Kind, Diagnostic> {
-    let value: serde_yaml::Value = serde_yaml::from_str(doc.text).map_err(|e| to_diagnostic(file, doc, &e, true))?;
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(doc.text).map_err(|e| to_diagnostic(file, doc, &e, true))?;
     let serde_yaml::Value::Mapping(map) = value else {
         let what = match value {
             serde_yaml::Value::Sequence(_) => "a list",
@@ -85,7 +93,10 @@ pub fn read_kind(file: &str, doc: Doc) -> Result<Kind, Diagnostic> {
         ));
     };
     let field = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    Ok(Kind { api_version: field("apiVersion"), kind: field("kind") })
+    Ok(Kind {
+        api_version: field("apiVersion"),
+        kind: field("kind"),
+    })
 }
 
 /// Deserialises a document whose syntax is known to be good.
@@ -113,8 +124,14 @@ fn to_diagnostic(file: &str, doc: Doc, e: &serde_yaml::Error, header_pass: bool)
     }
     // A value refused by its own parser (a duration, say) is reported by serde at the start of
     // the enclosing mapping; point at the value itself when the message quotes it.
-    let pos = match message.split('`').nth(1).filter(|_| message.contains("invalid duration")) {
-        Some(value) => super::locate::find_after(doc.text, doc.first_line, pos, value).unwrap_or(pos),
+    let pos = match message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("invalid duration"))
+    {
+        Some(value) => {
+            super::locate::find_after(doc.text, doc.first_line, pos, value).unwrap_or(pos)
+        }
         None => pos,
     };
     Diagnostic::new(file, pos, Code::Schema, schema_hint(&message))
@@ -153,7 +170,9 @@ fn schema_hint(message: &str) -> String {
         };
         let allowed = expected.join(", ");
         return match suggestion {
-            Some(s) => format!("unknown field `{field}`{place}: did you mean `{s}`? (allowed: {allowed})"),
+            Some(s) => {
+                format!("unknown field `{field}`{place}: did you mean `{s}`? (allowed: {allowed})")
+            }
             None if allowed.is_empty() => format!("unknown field `{field}`{place}: remove it"),
             None => format!("unknown field `{field}`{place}: remove it or use one of {allowed}"),
         };
@@ -179,7 +198,9 @@ mod tests {
 
     #[test]
     fn suggests_the_closest_field() {
-        let m = schema_hint("spec: unknown field `scrpt`, expected one of `description`, `script`, `template`");
+        let m = schema_hint(
+            "spec: unknown field `scrpt`, expected one of `description`, `script`, `template`",
+        );
         assert!(m.contains("did you mean `script`?"), "{m}");
         assert!(m.contains("in `spec`"), "{m}");
     }

@@ -113,7 +113,13 @@ pub fn bundle_keys(rt: &ResolvedTest) -> Vec<(String, String)> {
         .map(|(i, path)| {
             let base: String = super::bundle::file_name(path)
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || "-._".contains(c) { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .take(200)
                 .collect();
             (format!("f{i:04}-{base}"), path.clone())
@@ -133,13 +139,20 @@ pub fn configmap(rt: &ResolvedTest, namespace: &str) -> ConfigMap {
     let mut data = BTreeMap::new();
     let mut binary_data = BTreeMap::new();
     for (key, path) in bundle_keys(rt) {
-        let Some(bytes) = rt.bundle.files.get(&path) else { continue };
+        let Some(bytes) = rt.bundle.files.get(&path) else {
+            continue;
+        };
         match std::str::from_utf8(bytes) {
             Ok(text) => data.insert(key, text.to_string()),
-            Err(_) => binary_data.insert(key, base64::engine::general_purpose::STANDARD.encode(bytes)),
+            Err(_) => {
+                binary_data.insert(key, base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
         };
     }
-    data.insert(ENTRY_FILE.into(), entry_script(&format!("{BUNDLE_MOUNT}/{}", rt.bundle.entry)));
+    data.insert(
+        ENTRY_FILE.into(),
+        entry_script(&format!("{BUNDLE_MOUNT}/{}", rt.bundle.entry)),
+    );
     ConfigMap {
         api_version: "v1",
         kind: "ConfigMap",
@@ -238,7 +251,11 @@ pub fn testrun(rt: &ResolvedTest, attempt: u32, defaults: &RunnerDefaults) -> Te
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .chain(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .map(|(k, v)| EnvVar { name: k.into(), value: Some(v.into()), value_from: None })
+        .map(|(k, v)| EnvVar {
+            name: k.into(),
+            value: Some(v.into()),
+            value_from: None,
+        })
         .collect();
     env.extend(spec.secret_env.iter().map(|s| EnvVar {
         name: s.name.clone(),
@@ -253,21 +270,37 @@ pub fn testrun(rt: &ResolvedTest, attempt: u32, defaults: &RunnerDefaults) -> Te
     TestRun {
         api_version: "k6.io/v1alpha1",
         kind: "TestRun",
-        metadata: ObjectMeta { name: run.clone(), namespace: defaults.namespace.clone(), labels: labels.clone() },
+        metadata: ObjectMeta {
+            name: run.clone(),
+            namespace: defaults.namespace.clone(),
+            labels: labels.clone(),
+        },
         spec: TestRunSpec {
             parallelism: spec.parallelism(),
-            script: TestRunScript { config_map: ScriptConfigMap { name: cm.clone(), file: ENTRY_FILE.into() } },
+            script: TestRunScript {
+                config_map: ScriptConfigMap {
+                    name: cm.clone(),
+                    file: ENTRY_FILE.into(),
+                },
+            },
             arguments: k6_args(rt, &run).join(" "),
             runner: Runner {
-                image: runner.image.or_else(|| defaults.image.clone()).unwrap_or_else(|| DEFAULT_RUNNER_IMAGE.into()),
+                image: runner
+                    .image
+                    .or_else(|| defaults.image.clone())
+                    .unwrap_or_else(|| DEFAULT_RUNNER_IMAGE.into()),
                 metadata: RunnerMeta { labels },
                 env,
                 resources: runner.resources,
                 node_selector: runner.node_selector,
                 tolerations: runner.tolerations,
                 service_account_name: runner.service_account_name,
-                volumes: vec![serde_json::json!({"name": "perfsync-bundle", "configMap": {"name": cm, "items": items}})],
-                volume_mounts: vec![serde_json::json!({"name": "perfsync-bundle", "mountPath": BUNDLE_MOUNT, "readOnly": true})],
+                volumes: vec![
+                    serde_json::json!({"name": "perfsync-bundle", "configMap": {"name": cm, "items": items}}),
+                ],
+                volume_mounts: vec![
+                    serde_json::json!({"name": "perfsync-bundle", "mountPath": BUNDLE_MOUNT, "readOnly": true}),
+                ],
             },
         },
     }

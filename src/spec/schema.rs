@@ -11,7 +11,11 @@ pub enum SchemaKind {
 }
 
 impl SchemaKind {
-    pub const ALL: [SchemaKind; 3] = [SchemaKind::Perftest, SchemaKind::Template, SchemaKind::Config];
+    pub const ALL: [SchemaKind; 3] = [
+        SchemaKind::Perftest,
+        SchemaKind::Template,
+        SchemaKind::Config,
+    ];
 
     /// The checked-in copy, relative to the repository root.
     pub fn file(self) -> &'static str {

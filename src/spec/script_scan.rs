@@ -90,7 +90,10 @@ const SCHEMES: [&str; 4] = ["https://", "http://", "wss://", "ws://"];
 /// Every http(s):// and ws(s):// URL inside the literals that are not module specifiers.
 pub fn urls(src: &str) -> Vec<FoundUrl> {
     let mut found = Vec::new();
-    for lit in literals(src).into_iter().filter(|l| l.usage == Usage::Other) {
+    for lit in literals(src)
+        .into_iter()
+        .filter(|l| l.usage == Usage::Other)
+    {
         let lower = lit.text.to_ascii_lowercase();
         let mut from = 0;
         while let Some(rel) = SCHEMES
@@ -109,8 +112,8 @@ pub fn urls(src: &str) -> Vec<FoundUrl> {
             let url_end = interp.unwrap_or(end);
             let url = &rest[..url_end];
             let authority_end = url[rel.1..].find(['/', '?', '#']).map(|p| p + rel.1);
-            let dynamic_host = interp.is_some()
-                && authority_end.is_none_or(|a| interp.is_some_and(|i| i <= a));
+            let dynamic_host =
+                interp.is_some() && authority_end.is_none_or(|a| interp.is_some_and(|i| i <= a));
             if boundary && url.len() > rel.1 || dynamic_host {
                 found.push(FoundUrl {
                     url: url.to_string(),
@@ -143,11 +146,17 @@ export default function () {
 
     #[test]
     fn finds_literal_urls_outside_comments_and_imports() {
-        let urls: Vec<(String, bool)> = urls(SCRIPT).into_iter().map(|u| (u.url, u.dynamic_host)).collect();
+        let urls: Vec<(String, bool)> = urls(SCRIPT)
+            .into_iter()
+            .map(|u| (u.url, u.dynamic_host))
+            .collect();
         assert_eq!(
             urls,
             vec![
-                ("https://api.staging.example.com/items?x=1".to_string(), false),
+                (
+                    "https://api.staging.example.com/items?x=1".to_string(),
+                    false
+                ),
                 ("https://".to_string(), true),
                 ("http://fixed.example/".to_string(), false),
             ]
@@ -157,9 +166,17 @@ export default function () {
     #[test]
     fn classifies_imports_and_opens() {
         let lits = literals(SCRIPT);
-        let modules: Vec<&str> = lits.iter().filter(|l| l.usage == Usage::Module).map(|l| l.text).collect();
+        let modules: Vec<&str> = lits
+            .iter()
+            .filter(|l| l.usage == Usage::Module)
+            .map(|l| l.text)
+            .collect();
         assert_eq!(modules, vec!["k6/http", "./lib/helpers.js"]);
-        let opens: Vec<&str> = lits.iter().filter(|l| l.usage == Usage::Open).map(|l| l.text).collect();
+        let opens: Vec<&str> = lits
+            .iter()
+            .filter(|l| l.usage == Usage::Open)
+            .map(|l| l.text)
+            .collect();
         assert_eq!(opens, vec!["./data/users.json"]);
     }
 }

@@ -103,14 +103,23 @@ mod tests {
     fn substitutes_parameters_and_keeps_escapes() {
         let values = BTreeMap::from([("URL".to_string(), "http://x".to_string())]);
         let text = "get('${URL}/a'); const s = `$${id}`; $x";
-        assert_eq!(substitute(text, &values), "get('http://x/a'); const s = `${id}`; $x");
+        assert_eq!(
+            substitute(text, &values),
+            "get('http://x/a'); const s = `${id}`; $x"
+        );
     }
 
     #[test]
     fn reports_references_with_offsets() {
         let refs = references("a ${URL} $${no} ${__ENV.X} ${open");
-        let names: Vec<(&str, usize, bool)> = refs.iter().map(|r| (r.name.as_str(), r.offset, r.valid)).collect();
-        assert_eq!(names, vec![("URL", 2, true), ("__ENV.X", 16, false), ("", 27, false)]);
+        let names: Vec<(&str, usize, bool)> = refs
+            .iter()
+            .map(|r| (r.name.as_str(), r.offset, r.valid))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("URL", 2, true), ("__ENV.X", 16, false), ("", 27, false)]
+        );
         assert!(refs[2].unclosed);
     }
 }

@@ -151,10 +151,15 @@ pub fn parse_metric_key(input: &str) -> Result<MetricKey, String> {
     };
     let valid_name = !name.is_empty()
         && name.len() <= 128
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_name {
-        return Err(bad("a metric name is letters, digits and `_`, starting with a letter"));
+        return Err(bad(
+            "a metric name is letters, digits and `_`, starting with a letter",
+        ));
     }
     let mut tags = BTreeMap::new();
     if let Some(inner) = tags_text {
@@ -193,22 +198,36 @@ mod tests {
             ("value<10", Aggregate::Value, Op::Lt, 10.0),
         ];
         for (text, agg, op, value) in cases {
-            assert_eq!(parse_expr(text).unwrap(), Expr { aggregate: agg, op, value }, "{text}");
+            assert_eq!(
+                parse_expr(text).unwrap(),
+                Expr {
+                    aggregate: agg,
+                    op,
+                    value
+                },
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn refuses_malformed_expressions() {
-        for bad in ["p95<500", "p(101)<1", "avg", "avg<", "avg<x", "mean<3", "<5", "rate=>1", "p()<1"] {
+        for bad in [
+            "p95<500", "p(101)<1", "avg", "avg<", "avg<x", "mean<3", "<5", "rate=>1", "p()<1",
+        ] {
             assert!(parse_expr(bad).is_err(), "{bad} should not parse");
         }
     }
 
     #[test]
     fn parses_sub_metric_selectors() {
-        let k = parse_metric_key("http_req_duration{expected_response:true, scenario:\"a\"}").unwrap();
+        let k =
+            parse_metric_key("http_req_duration{expected_response:true, scenario:\"a\"}").unwrap();
         assert_eq!(k.name, "http_req_duration");
-        assert_eq!(k.tags.get("expected_response").map(String::as_str), Some("true"));
+        assert_eq!(
+            k.tags.get("expected_response").map(String::as_str),
+            Some("true")
+        );
         assert_eq!(k.tags.get("scenario").map(String::as_str), Some("a"));
         for bad in ["", "1abc", "a-b", "x{a}", "x{a:b"] {
             assert!(parse_metric_key(bad).is_err(), "{bad}");

@@ -62,7 +62,13 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(source: GitSource, layout: Layout, policy: Policy, pool: PgPool, metrics: Arc<Metrics>) -> Syncer {
+    pub fn new(
+        source: GitSource,
+        layout: Layout,
+        policy: Policy,
+        pool: PgPool,
+        metrics: Arc<Metrics>,
+    ) -> Syncer {
         let repository = source.url();
         Syncer {
             source: Arc::new(source),
@@ -99,13 +105,17 @@ impl Syncer {
     pub async fn sync(&mut self, trigger: &str) -> Result<SyncOutcome, SyncError> {
         let started = Instant::now();
         let result = self.sync_inner(trigger).await;
-        self.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .sync_duration
+            .observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(o) if o.up_to_date => self.metrics.sync_outcome("up-to-date"),
             Ok(o) => {
                 self.metrics.sync_outcome("synced");
                 self.metrics.planned_runs.inc_by(o.plan.runs.len() as u64);
-                self.metrics.removed_tests.inc_by(o.plan.removed.len() as u64);
+                self.metrics
+                    .removed_tests
+                    .inc_by(o.plan.removed.len() as u64);
                 self.metrics.invalid_tests.set(o.plan.invalid.len() as i64);
                 info!(
                     head = %o.head, trigger, planned = o.plan.runs.len(), removed = o.plan.removed.len(),
@@ -119,7 +129,14 @@ impl Syncer {
                 // Forget cached state: the next sync reloads it from the database.
                 self.prior = None;
                 warn!(error = %e, trigger, "sync failed");
-                if let Err(db) = sync_state::record_failure(&self.pool, &self.repository, self.source.branch(), &e.to_string()).await {
+                if let Err(db) = sync_state::record_failure(
+                    &self.pool,
+                    &self.repository,
+                    self.source.branch(),
+                    &e.to_string(),
+                )
+                .await
+                {
                     warn!(error = %db, "could not record the sync failure");
                 }
             }
@@ -132,12 +149,21 @@ impl Syncer {
         let head = self.blocking(|s| s.fetch().map(|o| o.to_string())).await?;
         let fetch = t0.elapsed();
         if self.prior.is_none() {
-            self.prior = Some(sync_state::load_prior(&self.pool, &self.repository, self.source.branch()).await?);
+            self.prior = Some(
+                sync_state::load_prior(&self.pool, &self.repository, self.source.branch()).await?,
+            );
         }
         let prior = self.prior.clone().unwrap_or_default();
         if prior.commit.as_deref() == Some(head.as_str()) {
             return Ok(SyncOutcome {
-                plan: Plan { from: prior.commit.clone(), to: head.clone(), runs: vec![], removed: vec![], invalid: vec![], skipped: vec![] },
+                plan: Plan {
+                    from: prior.commit.clone(),
+                    to: head.clone(),
+                    runs: vec![],
+                    removed: vec![],
+                    invalid: vec![],
+                    skipped: vec![],
+                },
                 queued: vec![],
                 head,
                 fetch,
@@ -175,13 +201,27 @@ impl Syncer {
         )
         .await?;
         self.prior = Some(next_prior(&prior, &catalog, &the_plan));
-        Ok(SyncOutcome { plan: the_plan, queued, head, fetch, planning, up_to_date: false })
+        Ok(SyncOutcome {
+            plan: the_plan,
+            queued,
+            head,
+            fetch,
+            planning,
+            up_to_date: false,
+        })
     }
 
     /// Brings the snapshot to `head` and returns the catalog there, plus the paths that changed
     /// since the last synced commit when that commit is an ancestor (`None` after a force-push).
-    async fn advance(&mut self, prior: &Prior, head: &str) -> Result<(Catalog, Option<Vec<String>>), SyncError> {
-        let folders = vec![self.layout.tests_dir.clone(), self.layout.templates_dir.clone()];
+    async fn advance(
+        &mut self,
+        prior: &Prior,
+        head: &str,
+    ) -> Result<(Catalog, Option<Vec<String>>), SyncError> {
+        let folders = vec![
+            self.layout.tests_dir.clone(),
+            self.layout.templates_dir.clone(),
+        ];
         let changed_since_prior = match &prior.commit {
             Some(old) => {
                 let (old, new, f) = (old.clone(), head.to_string(), folders.clone());
@@ -229,7 +269,11 @@ impl Syncer {
                     })
                     .await?;
                 let index = Index::build(&tree, self.layout.clone(), Some(self.policy.clone()));
-                Snapshot { commit: head.to_string(), tree, index }
+                Snapshot {
+                    commit: head.to_string(),
+                    tree,
+                    index,
+                }
             }
         };
         let catalog = snapshot.index.catalog();
@@ -256,7 +300,12 @@ pub fn next_prior(prior: &Prior, catalog: &Catalog, plan: &Plan) -> Prior {
             Some(rt) => {
                 tests.insert(
                     name.clone(),
-                    Known { revision: Some(rt.revision.clone()), template_revision: rt.template_revision.clone(), file: entry.file.clone(), valid: true },
+                    Known {
+                        revision: Some(rt.revision.clone()),
+                        template_revision: rt.template_revision.clone(),
+                        file: entry.file.clone(),
+                        valid: true,
+                    },
                 );
             }
             None => {
@@ -273,5 +322,8 @@ pub fn next_prior(prior: &Prior, catalog: &Catalog, plan: &Plan) -> Prior {
             }
         }
     }
-    Prior { commit: Some(plan.to.clone()), tests }
+    Prior {
+        commit: Some(plan.to.clone()),
+        tests,
+    }
 }

@@ -33,7 +33,9 @@ pub async fn sync_loop(
         let trigger = describe(&batch);
         let span = tracing::info_span!("sync", trigger = %trigger);
         let result = syncer.sync(&trigger).instrument(span).await;
-        health.last_sync_failed.store(result.is_err(), Ordering::Relaxed);
+        health
+            .last_sync_failed
+            .store(result.is_err(), Ordering::Relaxed);
         if let (Ok(outcome), Some(tx)) = (result, &outcomes) {
             if tx.send(outcome).await.is_err() {
                 return;
@@ -43,7 +45,12 @@ pub async fn sync_loop(
 }
 
 /// Fires a `poll` trigger every `interval` plus up to `jitter`. An interval of zero disables it.
-pub async fn poll_loop(triggers: Arc<Triggers>, interval: Duration, jitter: Duration, mut shutdown: watch::Receiver<bool>) {
+pub async fn poll_loop(
+    triggers: Arc<Triggers>,
+    interval: Duration,
+    jitter: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if interval.is_zero() {
         let _ = shutdown.changed().await;
         return;

@@ -29,7 +29,10 @@ impl Triggers {
             // Bounded: a flood of distinct commits still keeps one entry per kind and commit,
             // and only the set's size matters to the loop.
             if p.len() < 1024 {
-                p.insert(Trigger { kind: kind.to_string(), commit });
+                p.insert(Trigger {
+                    kind: kind.to_string(),
+                    commit,
+                });
             }
         }
         self.notify.notify_one();
@@ -53,7 +56,9 @@ impl Triggers {
 /// Whether a batch of triggers needs a sync, given the commit last synced: not when every one
 /// of them names exactly that commit (a webhook repeated, or one for a push already fetched).
 pub fn needs_sync(batch: &[Trigger], synced: Option<&str>) -> bool {
-    batch.iter().any(|t| t.commit.is_none() || t.commit.as_deref() != synced)
+    batch
+        .iter()
+        .any(|t| t.commit.is_none() || t.commit.as_deref() != synced)
 }
 
 /// `webhook:github,poll` for logs and the runs' trigger column.
@@ -68,9 +73,18 @@ mod tests {
 
     #[test]
     fn triggers_for_the_synced_commit_need_no_sync() {
-        let t = |kind: &str, c: Option<&str>| Trigger { kind: kind.into(), commit: c.map(str::to_string) };
-        assert!(!needs_sync(&[t("webhook:github", Some("abc"))], Some("abc")));
-        assert!(needs_sync(&[t("webhook:github", Some("abc")), t("poll", None)], Some("abc")));
+        let t = |kind: &str, c: Option<&str>| Trigger {
+            kind: kind.into(),
+            commit: c.map(str::to_string),
+        };
+        assert!(!needs_sync(
+            &[t("webhook:github", Some("abc"))],
+            Some("abc")
+        ));
+        assert!(needs_sync(
+            &[t("webhook:github", Some("abc")), t("poll", None)],
+            Some("abc")
+        ));
         assert!(needs_sync(&[t("webhook:github", Some("def"))], Some("abc")));
         assert!(needs_sync(&[t("api", None)], None));
     }

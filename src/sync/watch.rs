@@ -23,14 +23,20 @@ pub fn local_git_dir(url: &str) -> Option<PathBuf> {
 
 /// Starts watching; the returned watcher must be kept alive. Events touching the branch's ref,
 /// `packed-refs` or `HEAD` fire a `watch` trigger; the sync itself decides if anything changed.
-pub fn watch(git_dir: &Path, branch: &str, triggers: Arc<Triggers>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch(
+    git_dir: &Path,
+    branch: &str,
+    triggers: Arc<Triggers>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let branch_ref = PathBuf::from("refs/heads").join(branch);
     let root = git_dir.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         let relevant = event.paths.iter().any(|p| {
             let rel = p.strip_prefix(&root).unwrap_or(p);
-            rel.starts_with(&branch_ref) || rel == Path::new("packed-refs") || rel == Path::new("HEAD")
+            rel.starts_with(&branch_ref)
+                || rel == Path::new("packed-refs")
+                || rel == Path::new("HEAD")
         });
         if relevant {
             triggers.fire("watch", None);

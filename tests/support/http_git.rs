@@ -12,7 +12,10 @@ pub fn serve(root: &Path, user: &str, password: &str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let root = root.to_path_buf();
-    let expected = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let (root, expected) = (root.clone(), expected.clone());
@@ -43,7 +46,12 @@ fn handle(mut conn: TcpStream, root: &PathBuf, expected_auth: &str) -> std::io::
             headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
         }
     }
-    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
     let mut body = Vec::new();
     if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
         body.resize(len, 0);
@@ -75,7 +83,10 @@ fn handle(mut conn: TcpStream, root: &PathBuf, expected_auth: &str) -> std::io::
         .env("QUERY_STRING", query)
         .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
         .env("CONTENT_LENGTH", body.len().to_string())
-        .env("HTTP_CONTENT_ENCODING", header("content-encoding").unwrap_or_default())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            header("content-encoding").unwrap_or_default(),
+        )
         .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
         .env("REMOTE_USER", "tester")
         .stdin(Stdio::piped())
@@ -86,10 +97,22 @@ fn handle(mut conn: TcpStream, root: &PathBuf, expected_auth: &str) -> std::io::
         stdin.write_all(&body)?;
     }
     let out = child.wait_with_output()?;
-    let split = out.stdout.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4))
-        .or_else(|| out.stdout.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        });
     let (head, payload) = match split {
-        Some((i, n)) => (String::from_utf8_lossy(&out.stdout[..i]).to_string(), &out.stdout[i + n..]),
+        Some((i, n)) => (
+            String::from_utf8_lossy(&out.stdout[..i]).to_string(),
+            &out.stdout[i + n..],
+        ),
         None => (String::new(), &out.stdout[..]),
     };
     let mut status = "200 OK".to_string();
@@ -101,7 +124,13 @@ fn handle(mut conn: TcpStream, root: &PathBuf, expected_auth: &str) -> std::io::
             None => {}
         }
     }
-    conn.write_all(format!("HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n", payload.len()).as_bytes())?;
+    conn.write_all(
+        format!(
+            "HTTP/1.1 {status}\r\n{response}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            payload.len()
+        )
+        .as_bytes(),
+    )?;
     conn.write_all(payload)?;
     Ok(())
 }

@@ -19,7 +19,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "ada@example.com")
         .output()
         .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -33,7 +37,10 @@ pub struct Remote {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl Remote {
@@ -43,9 +50,18 @@ impl Remote {
         let work = dir.path().join("work");
         std::fs::create_dir_all(&bare).unwrap();
         git(&bare, &["init", "--bare", "-q", "-b", "main"]);
-        git(dir.path(), &["init", "-q", "-b", "main", work.to_str().unwrap()]);
+        git(
+            dir.path(),
+            &["init", "-q", "-b", "main", work.to_str().unwrap()],
+        );
         git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
-        Remote { _dir: dir, bare, work, daemon: None, port: 0 }
+        Remote {
+            _dir: dir,
+            bare,
+            work,
+            daemon: None,
+            port: 0,
+        }
     }
 
     pub fn path_url(&self) -> String {
@@ -104,7 +120,10 @@ impl Remote {
             }
         }
         git(&self.work, &["add", "-A"]);
-        git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
         git(&self.work, &["push", "-q", "-f", "origin", "HEAD:main"]);
         git(&self.work, &["rev-parse", "HEAD"])
     }
@@ -134,14 +153,19 @@ pub fn script(marker: &str) -> String {
 pub fn tests_files(n: usize) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for i in 0..n {
-        m.insert(format!("tests/t{i}/perftest.yaml"), spec(&format!("t{i}"), "script.js"));
+        m.insert(
+            format!("tests/t{i}/perftest.yaml"),
+            spec(&format!("t{i}"), "script.js"),
+        );
         m.insert(format!("tests/t{i}/script.js"), script(&format!("t{i}")));
     }
     m
 }
 
 pub fn as_files(m: &BTreeMap<String, String>) -> Vec<(&str, Option<&str>)> {
-    m.iter().map(|(k, v)| (k.as_str(), Some(v.as_str()))).collect()
+    m.iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect()
 }
 
 /// A PostgreSQL schema of its own on the machine's server, dropped by [`TestDb::drop_schema`].
@@ -155,10 +179,18 @@ pub const BASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 impl TestDb {
     pub async fn new() -> TestDb {
         let schema = format!("t_{}_{}", std::process::id(), fastrand::u64(..));
-        let admin = sqlx::PgPool::connect(BASE_URL).await.expect("PostgreSQL on 127.0.0.1:5432 (scripts/setup.sh starts it)");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&admin).await.unwrap();
+        let admin = sqlx::PgPool::connect(BASE_URL)
+            .await
+            .expect("PostgreSQL on 127.0.0.1:5432 (scripts/setup.sh starts it)");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
         admin.close().await;
-        TestDb { url: format!("{BASE_URL}?options=-c%20search_path%3D{schema}"), schema }
+        TestDb {
+            url: format!("{BASE_URL}?options=-c%20search_path%3D{schema}"),
+            schema,
+        }
     }
 
     pub async fn pool(&self) -> sqlx::PgPool {
@@ -169,16 +201,30 @@ impl TestDb {
 
     pub async fn drop_schema(self) {
         if let Ok(admin) = sqlx::PgPool::connect(BASE_URL).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema))).execute(&admin).await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA {} CASCADE",
+                self.schema
+            )))
+            .execute(&admin)
+            .await;
         }
     }
 }
 
 /// A raw HTTP/1.1 request; returns the status code and body.
-pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -189,7 +235,14 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, headers:
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf).await;
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
