@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod metrics;
 pub mod plan;
 pub mod record;
+pub mod results;
 pub mod server;
 pub mod source;
 pub mod spec;

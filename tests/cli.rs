@@ -181,7 +181,7 @@ fn a_50_mb_spec_is_refused_without_loading_it() {
 #[test]
 fn checked_in_schemas_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for kind in ["perftest", "template", "config"] {
+    for kind in ["perftest", "template", "config", "runsummary"] {
         let out = perfsync(&["schema", kind]);
         assert_eq!(out.status.code(), Some(0));
         let file = root.join(format!("schemas/{kind}.schema.json"));
@@ -307,7 +307,7 @@ fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
     write(
         dir.path(),
         "entry.js",
-        &perfsync::spec::render::entry_script("./script.js"),
+        &perfsync::spec::render::entry_script("./script.js", &Default::default()),
     );
     let out = Command::new("k6")
         .args(["run", "--quiet", "--no-usage-report", "entry.js"])

@@ -5,6 +5,7 @@ mod daemon_cmds;
 mod output;
 pub mod plan;
 mod render;
+mod runs;
 mod validate;
 
 use crate::config::{Config, ConfigError};
@@ -58,6 +59,15 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Recorded runs, from PostgreSQL.
+    Runs {
+        #[command(subcommand)]
+        action: RunsCommand,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
+        format: Format,
+    },
     /// Apply the database migrations.
     Migrate {
         #[arg(long)]
@@ -71,6 +81,21 @@ pub enum Command {
         #[arg(num_args = 1..=2, required = true, value_names = ["PATH", "TEST"])]
         args: Vec<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// The most recent runs, newest first.
+    List {
+        #[arg(long)]
+        test: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One run's summary.
+    Show { run: String },
+    /// How RUN_B compares with RUN_A (p95, error rate, throughput).
+    Compare { run_a: String, run_b: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -106,6 +131,14 @@ pub fn run(cli: Cli) -> i32 {
         }),
         Command::Serve { config } => daemon_cmds::serve(&config),
         Command::Migrate { config } => daemon_cmds::migrate(config.as_deref()),
+        Command::Runs { action, config, format } => {
+            let action = match &action {
+                RunsCommand::List { test, limit } => runs::Action::List { test: test.as_deref(), limit: *limit },
+                RunsCommand::Show { run } => runs::Action::Show { run },
+                RunsCommand::Compare { run_a, run_b } => runs::Action::Compare { a: run_a, b: run_b },
+            };
+            runs::run(config.as_deref(), format, action)
+        }
         Command::Schema { kind } => {
             print!("{}", schema_json(kind));
             EXIT_OK

@@ -1,6 +1,10 @@
 //! Record stage: PostgreSQL (sync state, runs, results, audit), later git write-back and Grafana.
 
 pub mod db;
+pub mod git_results;
+pub mod grafana;
+pub mod recorder;
+pub mod results;
 pub mod sync_state;
 
 #[derive(Debug, thiserror::Error)]

@@ -105,16 +105,8 @@ impl GitSource {
             .map_err(|e| git_err(&self.url, "create the local clone", e))
     }
 
-    fn tracking_ref(&self) -> String {
-        format!("refs/remotes/origin/{}", self.branch)
-    }
-
-    /// Fetches the branch and returns its head. A deleted branch is [`SourceError::BranchMissing`].
-    pub fn fetch(&self) -> Result<Oid, SourceError> {
-        let repo = self.open()?;
-        let mut remote = repo
-            .remote_anonymous(&self.url)
-            .map_err(|e| git_err(&self.url, "set up the remote", e))?;
+    /// Credentials and host-key checks, shared by fetch and push.
+    fn callbacks(&self) -> RemoteCallbacks<'static> {
         let mut callbacks = RemoteCallbacks::new();
         let auth = self.auth.clone();
         let mut attempts = 0;
@@ -153,6 +145,20 @@ impl GitSource {
                 }
             });
         }
+        callbacks
+    }
+
+    fn tracking_ref(&self) -> String {
+        format!("refs/remotes/origin/{}", self.branch)
+    }
+
+    /// Fetches the branch and returns its head. A deleted branch is [`SourceError::BranchMissing`].
+    pub fn fetch(&self) -> Result<Oid, SourceError> {
+        let repo = self.open()?;
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| git_err(&self.url, "set up the remote", e))?;
+        let callbacks = self.callbacks();
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks);
         opts.prune(git2::FetchPrune::On);
@@ -198,6 +204,91 @@ impl GitSource {
             });
         }
         Ok(head)
+    }
+
+    /// The fetched head of the branch, without fetching.
+    pub fn local_head(&self) -> Result<Option<String>, SourceError> {
+        let repo = self.open()?;
+        Ok(repo.refname_to_id(&self.tracking_ref()).ok().map(|o| o.to_string()))
+    }
+
+    /// A new commit on top of `base` (none: a root commit) with `files` written; `None` when
+    /// every file already has that content.
+    pub fn commit_files(&self, base: Option<&str>, files: &[(String, Vec<u8>)], message: &str, author: (&str, &str)) -> Result<Option<String>, SourceError> {
+        let repo = self.open()?;
+        let e = |what: &str| { let url = self.url.clone(); let what = what.to_string(); move |err: git2::Error| git_err(&url, &what, err) };
+        let parent = match base {
+            Some(b) => Some(repo.find_commit(Oid::from_str(b).map_err(e("parse a commit id"))?).map_err(e("read the base commit"))?),
+            None => None,
+        };
+        let mut index = git2::Index::new().map_err(e("create an index"))?;
+        if let Some(p) = &parent {
+            index.read_tree(&p.tree().map_err(e("read the base tree"))?).map_err(e("read the base tree"))?;
+        }
+        let mut changed = false;
+        for (path, content) in files {
+            let blob = repo.blob(content).map_err(e("write a blob"))?;
+            if index.get_path(Path::new(path), 0).is_some_and(|entry| entry.id == blob) {
+                continue;
+            }
+            changed = true;
+            let entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: content.len() as u32,
+                id: blob,
+                flags: 0,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            index.add(&entry).map_err(e("stage a file"))?;
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let tree_id = index.write_tree_to(&repo).map_err(e("write a tree"))?;
+        let tree = repo.find_tree(tree_id).map_err(e("read the new tree"))?;
+        let sig = git2::Signature::now(author.0, author.1).map_err(e("make a signature"))?;
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = repo.commit(None, &sig, &sig, message, &tree, &parents).map_err(e("commit"))?;
+        Ok(Some(oid.to_string()))
+    }
+
+    /// Pushes `commit` to the branch as a fast-forward. `Ok(false)` when the remote refused
+    /// it because the branch moved (fetch, rebuild and try again).
+    pub fn push_commit(&self, commit: &str) -> Result<bool, SourceError> {
+        let repo = self.open()?;
+        let oid = Oid::from_str(commit).map_err(|e| git_err(&self.url, "parse a commit id", e))?;
+        let local = format!("refs/perfsync/push/{}", self.branch);
+        repo.reference(&local, oid, true, "perfsync results").map_err(|e| git_err(&self.url, "create a push ref", e))?;
+        let mut remote = repo.remote_anonymous(&self.url).map_err(|e| git_err(&self.url, "set up the remote", e))?;
+        let mut callbacks = self.callbacks();
+        let rejected = std::rc::Rc::new(std::cell::Cell::new(false));
+        let flag = rejected.clone();
+        callbacks.push_update_reference(move |_name, status| {
+            if status.is_some() {
+                flag.set(true);
+            }
+            Ok(())
+        });
+        let mut opts = git2::PushOptions::new();
+        opts.remote_callbacks(callbacks);
+        let refspec = format!("{local}:refs/heads/{}", self.branch);
+        match remote.push(&[&refspec], Some(&mut opts)) {
+            Ok(()) if !rejected.get() => {
+                let _ = repo.reference(&self.tracking_ref(), oid, true, "perfsync results pushed");
+                Ok(true)
+            }
+            Ok(()) => Ok(false),
+            // Local and some smart transports report a non-fast-forward as an error.
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward || e.message().contains("fast-forward") || e.message().contains("fast forward") => Ok(false),
+            Err(e) => Err(git_err(&self.url, "push", e)),
+        }
     }
 
     /// A commit id for `rev`: a full or abbreviated sha, a tag, or a branch of the remote.

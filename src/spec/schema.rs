@@ -8,6 +8,7 @@ pub enum SchemaKind {
     Perftest,
     Template,
     Config,
+    Runsummary,
 }
 
 impl SchemaKind {
@@ -23,6 +24,7 @@ impl SchemaKind {
             SchemaKind::Perftest => "schemas/perftest.schema.json",
             SchemaKind::Template => "schemas/template.schema.json",
             SchemaKind::Config => "schemas/config.schema.json",
+            SchemaKind::Runsummary => "schemas/runsummary.schema.json",
         }
     }
 }
@@ -32,6 +34,7 @@ pub fn schema_json(kind: SchemaKind) -> String {
         SchemaKind::Perftest => schemars::schema_for!(PerfTest),
         SchemaKind::Template => schemars::schema_for!(PerfTemplate),
         SchemaKind::Config => schemars::schema_for!(Config),
+        SchemaKind::Runsummary => schemars::schema_for!(crate::results::summary::RunSummary),
     };
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');

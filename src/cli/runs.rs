@@ -1,0 +1,141 @@
+//! `perfsync runs list|show|compare`: results from PostgreSQL.
+
+use super::{load_config, Format, EXIT_OK, EXIT_USAGE};
+use crate::record::{db, results};
+use crate::results::compare::compare;
+use crate::results::summary::RunSummary;
+use std::path::Path;
+
+pub enum Action<'a> {
+    List { test: Option<&'a str>, limit: i64 },
+    Show { run: &'a str },
+    Compare { a: &'a str, b: &'a str },
+}
+
+pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
+    let config = match load_config(config_path) {
+        Ok(c) => c.unwrap_or_default(),
+        Err(code) => return code,
+    };
+    let url = match config.database_url() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    rt.block_on(async {
+        let pool = match db::pool(&url) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let out = match action {
+            Action::List { test, limit } => results::recent(&pool, test, limit).await.map(|runs| match format {
+                Format::Json => serde_json::to_string_pretty(&runs).unwrap_or_default(),
+                _ => list_text(&runs),
+            }),
+            Action::Show { run } => match results::get(&pool, run).await {
+                Ok(Some(s)) => Ok(match format {
+                    Format::Json => serde_json::to_string_pretty(&s).unwrap_or_default(),
+                    _ => show_text(&s),
+                }),
+                Ok(None) => {
+                    eprintln!("error: no recorded run `{run}`");
+                    return EXIT_USAGE;
+                }
+                Err(e) => Err(e),
+            },
+            Action::Compare { a, b } => match (results::get(&pool, a).await, results::get(&pool, b).await) {
+                (Ok(Some(x)), Ok(Some(y))) => {
+                    let c = compare(&y, &x, &config.policy.regression_tolerance);
+                    Ok(match format {
+                        Format::Json => serde_json::to_string_pretty(&c).unwrap_or_default(),
+                        _ => format!(
+                            "{b} against {a}\n  p95:        {}\n  error rate: {}\n  throughput: {}\n  regression: {}\n",
+                            c.p95_change_percent.map_or("–".into(), |v| format!("{v:+.1} %")),
+                            c.error_rate_change_points.map_or("–".into(), |v| format!("{v:+.2} points")),
+                            c.throughput_change_percent.map_or("–".into(), |v| format!("{v:+.1} %")),
+                            if c.regression { c.reasons.join("; ") } else { "no".into() }
+                        ),
+                    })
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+                _ => {
+                    eprintln!("error: both runs must be recorded");
+                    return EXIT_USAGE;
+                }
+            },
+        };
+        match out {
+            Ok(text) => {
+                println!("{}", text.trim_end());
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_USAGE
+            }
+        }
+    })
+}
+
+fn list_text(runs: &[RunSummary]) -> String {
+    let mut out = format!("{:<52} {:<10} {:>10} {:>8} {:>9}  {}\n", "RUN", "STATUS", "P95 (ms)", "ERRORS", "RPS", "ENDED");
+    for s in runs {
+        out.push_str(&format!(
+            "{:<52} {:<10} {:>10} {:>8} {:>9}  {}\n",
+            s.run.id,
+            s.status.as_str(),
+            s.p95_ms().map_or("–".into(), |v| format!("{v:.1}")),
+            s.error_rate().map_or("–".into(), |v| format!("{:.2}%", v * 100.0)),
+            s.rps().map_or("–".into(), |v| format!("{v:.1}")),
+            s.run.end
+        ));
+    }
+    out
+}
+
+fn show_text(s: &RunSummary) -> String {
+    let mut out = format!(
+        "run {}\n  test {} revision {} commit {}\n  status {}{}\n  {} → {} ({:.1} s), {} runner(s), {}\n\nthresholds\n",
+        s.run.id,
+        s.run.test,
+        crate::spec::revision::short(&s.run.revision),
+        s.run.commit.as_deref().unwrap_or("–"),
+        s.status.as_str(),
+        s.reason.as_deref().map_or(String::new(), |r| format!(" ({r})")),
+        s.run.start,
+        s.run.end,
+        s.run.duration_seconds,
+        s.run.parallelism,
+        s.run.executor
+    );
+    for t in &s.thresholds {
+        out.push_str(&format!(
+            "  {} {} {}: {}\n",
+            if t.ok { "✓" } else { "✗" },
+            t.metric,
+            t.expression,
+            t.actual.map_or(t.note.clone().unwrap_or_default(), |a| format!("{a:.3}{}", if t.approximate { " ≈" } else { "" }))
+        ));
+    }
+    out.push_str("\nmetrics\n");
+    for (name, m) in &s.metrics {
+        let vals: Vec<String> = m.values.iter().map(|(k, v)| format!("{k}={v:.3}{}", if m.approximate.contains(k) { "≈" } else { "" })).collect();
+        out.push_str(&format!("  {name}: {}\n", vals.join(" ")));
+    }
+    if let Some(c) = &s.comparison {
+        out.push_str(&format!("\nagainst {}: {}\n", c.baseline_run, if c.regression { c.reasons.join("; ") } else { "no regression".into() }));
+    }
+    out
+}

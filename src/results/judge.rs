@@ -1,0 +1,156 @@
+//! Judging a run: the spec's thresholds over the merged metrics (so several runners pass or
+//! fail as one run), combined with how the run ended and the runners' exit codes.
+
+use super::report::{Ending, RunnerReport};
+use super::summary::{EndState, MetricSummary, ThresholdResult};
+use crate::spec::model::ThresholdEntry;
+use crate::spec::threshold::{parse_expr, parse_metric_key, Aggregate, MetricKey};
+use std::collections::BTreeMap;
+
+/// k6's spelling of a percentile value: `p(95)`, `p(99.9)`.
+pub fn percentile_key(p: f64) -> String {
+    if p.fract() == 0.0 {
+        format!("p({})", p as i64)
+    } else {
+        format!("p({p})")
+    }
+}
+
+fn value_key(agg: Aggregate) -> String {
+    match agg {
+        Aggregate::Percentile(p) => percentile_key(p),
+        Aggregate::Avg => "avg".into(),
+        Aggregate::Min => "min".into(),
+        Aggregate::Max => "max".into(),
+        Aggregate::Med => "med".into(),
+        Aggregate::Rate => "rate".into(),
+        Aggregate::Count => "count".into(),
+        Aggregate::Value => "value".into(),
+    }
+}
+
+/// The merged metric a threshold names, matching sub-metric selectors by their tags.
+pub fn find_metric<'a>(metrics: &'a BTreeMap<String, MetricSummary>, key: &MetricKey) -> Option<(&'a String, &'a MetricSummary)> {
+    metrics.iter().find(|(k, _)| parse_metric_key(k).is_ok_and(|mk| mk == *key))
+}
+
+pub fn judge(thresholds: &BTreeMap<String, Vec<ThresholdEntry>>, metrics: &BTreeMap<String, MetricSummary>) -> Vec<ThresholdResult> {
+    let mut out = Vec::new();
+    for (metric, entries) in thresholds {
+        for entry in entries {
+            let expression = entry.expression().to_string();
+            let result = |actual: Option<f64>, ok: bool, approximate: bool, note: Option<String>| ThresholdResult {
+                metric: metric.clone(),
+                expression: expression.clone(),
+                actual,
+                ok,
+                approximate,
+                note,
+            };
+            let (Ok(key), Ok(expr)) = (parse_metric_key(metric), parse_expr(&expression)) else {
+                out.push(result(None, false, false, Some("the threshold does not parse".into())));
+                continue;
+            };
+            let Some((_, m)) = find_metric(metrics, &key) else {
+                out.push(result(None, false, false, Some("no samples of this metric were recorded".into())));
+                continue;
+            };
+            let vk = value_key(expr.aggregate);
+            match m.values.get(&vk) {
+                Some(actual) => out.push(result(Some(*actual), expr.op.holds(*actual, expr.value), m.approximate.contains(&vk), None)),
+                None => out.push(result(None, false, false, Some(format!("the metric has no `{vk}` value")))),
+            }
+        }
+    }
+    out
+}
+
+/// k6's exit codes (k6 `errext/exitcodes`).
+pub mod exit {
+    pub const THRESHOLDS: i32 = 99;
+    pub const SETUP_TIMEOUT: i32 = 100;
+    pub const TEARDOWN_TIMEOUT: i32 = 101;
+    pub const GENERIC_TIMEOUT: i32 = 102;
+    pub const GENERIC_ENGINE: i32 = 103;
+    pub const INVALID_CONFIG: i32 = 104;
+    pub const EXTERNAL_ABORT: i32 = 105;
+    pub const SCRIPT_EXCEPTION: i32 = 107;
+    pub const SCRIPT_ABORTED: i32 = 108;
+}
+
+/// Thresholds a runner's own summary reports as crossed, as `metric: expression`.
+fn crossed_on_runner(r: &RunnerReport) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(metrics) = r.summary.as_ref().and_then(|s| s.get("metrics")).and_then(|m| m.as_object()) {
+        for (name, m) in metrics {
+            if let Some(th) = m.get("thresholds").and_then(|t| t.as_object()) {
+                for (expr, v) in th {
+                    if v.get("ok").and_then(|o| o.as_bool()) == Some(false) {
+                        out.push((name.clone(), expr.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The end state and its reason.
+pub fn end_state(
+    ending: &Ending,
+    runners: &[RunnerReport],
+    results: &[ThresholdResult],
+    spec_thresholds: &BTreeMap<String, Vec<ThresholdEntry>>,
+) -> (EndState, Option<String>) {
+    match ending {
+        Ending::Timeout => return (EndState::Timeout, Some("the run passed its timeout and was stopped".into())),
+        Ending::Aborted(why) => return (EndState::Aborted, Some(why.clone())),
+        Ending::Error(why) => return (EndState::Error, Some(why.clone())),
+        Ending::Finished => {}
+    }
+    for r in runners {
+        if let Some(reason) = &r.reason {
+            return (EndState::Error, Some(format!("runner {}: {reason}", r.index)));
+        }
+        match r.exit_code {
+            Some(0) | Some(exit::THRESHOLDS) => {}
+            Some(exit::EXTERNAL_ABORT) | Some(exit::GENERIC_ENGINE) => {
+                return (EndState::Aborted, Some(format!("runner {} was stopped (exit {})", r.index, r.exit_code.unwrap_or_default())))
+            }
+            Some(code) => return (EndState::Error, Some(format!("runner {} failed: {}", r.index, describe_exit(code)))),
+            None => return (EndState::Error, Some(format!("runner {} ended without an exit code", r.index))),
+        }
+    }
+    // A runner's exit 99 counts only for thresholds of the script itself: the spec's are
+    // judged here, over the merged run.
+    let script_crossed: Vec<String> = runners
+        .iter()
+        .flat_map(crossed_on_runner)
+        .filter(|(m, e)| !spec_thresholds.get(m).is_some_and(|es| es.iter().any(|x| x.expression() == e)))
+        .map(|(m, e)| format!("{m}: {e}"))
+        .collect();
+    let failed: Vec<String> = results.iter().filter(|t| !t.ok).map(|t| format!("{}: {}", t.metric, t.expression)).collect();
+    if !failed.is_empty() || !script_crossed.is_empty() {
+        let mut all = failed;
+        all.extend(script_crossed);
+        all.dedup();
+        return (EndState::Failed, Some(format!("thresholds crossed: {}", all.join("; "))));
+    }
+    (EndState::Succeeded, None)
+}
+
+pub fn describe_exit(code: i32) -> String {
+    let what = match code {
+        exit::SETUP_TIMEOUT => "setup() timed out",
+        exit::TEARDOWN_TIMEOUT => "teardown() timed out",
+        exit::GENERIC_TIMEOUT => "a timeout",
+        exit::INVALID_CONFIG => "invalid configuration",
+        exit::SCRIPT_EXCEPTION => "the script threw an exception",
+        exit::SCRIPT_ABORTED => "the script called test.abort()",
+        109 => "k6 panicked",
+        110 => "the test was marked failed",
+        137 => "killed (out of memory?)",
+        _ => "unexpected exit",
+    };
+    format!("{what} (exit {code})")
+}

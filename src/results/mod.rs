@@ -1,0 +1,13 @@
+//! Results stage: the runners' reports → one merged, judged, compared run summary.
+
+pub mod build;
+pub mod collect;
+pub mod compare;
+pub mod judge;
+pub mod merge;
+pub mod prometheus;
+pub mod report;
+pub mod summary;
+
+pub use report::{Ending, RunReport, RunnerReport};
+pub use summary::{EndState, RunSummary};
