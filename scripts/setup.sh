@@ -5,9 +5,10 @@ set -euo pipefail
 
 # git2 builds libgit2 with HTTPS through the system OpenSSL; the ssh:// tests start a
 # real sshd on loopback.
-if ! dpkg -s libssl-dev pkg-config openssh-server >/dev/null 2>&1; then
-  echo "setup: installing libssl-dev, pkg-config and openssh-server"
-  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config openssh-server >/dev/null
+# real sshd on loopback; the results tests start Debian's Prometheus.
+if ! dpkg -s libssl-dev pkg-config openssh-server prometheus >/dev/null 2>&1; then
+  echo "setup: installing libssl-dev, pkg-config, openssh-server and prometheus"
+  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config openssh-server prometheus >/dev/null
 fi
 
 if ! k6 version 2>/dev/null | grep -q 'v1.1.0'; then

@@ -3,6 +3,9 @@
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::record::git_results::ResultsGit;
+use crate::record::grafana::Grafana;
+use crate::record::recorder::Recorder;
 use crate::record::{db, RecordError};
 use crate::server::{self, AppState, Health};
 use crate::source::git::GitSource;
@@ -39,6 +42,49 @@ pub struct Parts {
     pub syncer: Syncer,
     pub state: Arc<AppState>,
     pub listener: tokio::net::TcpListener,
+    pub recorder: Arc<Recorder>,
+}
+
+/// The recorder of results: database always, git write-back and Grafana as configured.
+pub fn recorder(
+    config: &Config,
+    repo_url: &str,
+    pool: sqlx::PgPool,
+) -> Result<Recorder, DaemonError> {
+    let git = if config.results.write_back {
+        let branch = config
+            .results
+            .branch
+            .clone()
+            .unwrap_or_else(|| config.repository.branch.clone());
+        Some(ResultsGit {
+            source: GitSource::new(
+                repo_url,
+                &branch,
+                Path::new(&config.state_dir),
+                config.git_auth()?,
+            ),
+            results_dir: config.repository.layout().results_dir,
+            author: (
+                config.results.author_name.clone(),
+                config.results.author_email.clone(),
+            ),
+            retries: config.results.push_retries,
+            before_push: None,
+        })
+    } else {
+        None
+    };
+    let grafana = match &config.grafana {
+        Some(g) => Some(Grafana::new(&g.url, g.token.resolve("grafana.token")?)),
+        None => None,
+    };
+    Ok(Recorder::new(
+        pool,
+        Path::new(&config.state_dir),
+        git,
+        grafana,
+    ))
 }
 
 pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
@@ -60,6 +106,7 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         pool.clone(),
         metrics.clone(),
     );
+    let recorder = Arc::new(recorder(&config, &repo_url, pool.clone())?);
     let mut hook_secrets = BTreeMap::new();
     let w = &config.webhooks;
     for (name, r) in [
@@ -106,6 +153,7 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         syncer,
         state,
         listener,
+        recorder,
     })
 }
 
@@ -116,6 +164,7 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
         syncer,
         state,
         listener,
+        recorder,
     } = parts;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
@@ -129,6 +178,37 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
         _ => None,
     };
     state.triggers.fire("start", None);
+    {
+        // Complete what a crash left half-done, then keep pushing whatever could not be.
+        let (r, mut s) = (recorder.clone(), shutdown.clone());
+        tasks.spawn(
+            async move {
+                match r.reconcile().await {
+                    Ok(done) => info!(
+                        from_spool = done.from_spool,
+                        from_git = done.from_git,
+                        pushed = done.pushed,
+                        "results reconciled"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "results reconciliation failed; will retry")
+                    }
+                }
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
+                            if let Err(e) = r.flush().await {
+                                tracing::warn!(error = %e, "results write-back failed; will retry");
+                            }
+                        }
+                        _ = s.changed() => break,
+                    }
+                }
+                "results"
+            }
+            .instrument(tracing::info_span!("results")),
+        );
+    }
     {
         let (t, h, s) = (
             state.triggers.clone(),

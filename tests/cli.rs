@@ -334,3 +334,28 @@ fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
         "the user's handleSummary outputs are kept"
     );
 }
+
+#[test]
+fn the_grafana_dashboard_shows_k6_metrics_by_testid_with_perfsync_annotations() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("manifests/grafana-dashboard.json")).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let panels = d["panels"].as_array().unwrap();
+    assert!(panels.len() >= 4);
+    for p in panels {
+        let expr = p["targets"][0]["expr"].as_str().unwrap();
+        assert!(
+            expr.contains("k6_") && expr.contains("testid=~\"$testid\""),
+            "{expr}"
+        );
+    }
+    assert_eq!(
+        d["annotations"]["list"][0]["target"]["tags"],
+        serde_json::json!(["perfsync"])
+    );
+    assert!(d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "testid"));
+}

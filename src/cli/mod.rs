@@ -131,11 +131,20 @@ pub fn run(cli: Cli) -> i32 {
         }),
         Command::Serve { config } => daemon_cmds::serve(&config),
         Command::Migrate { config } => daemon_cmds::migrate(config.as_deref()),
-        Command::Runs { action, config, format } => {
+        Command::Runs {
+            action,
+            config,
+            format,
+        } => {
             let action = match &action {
-                RunsCommand::List { test, limit } => runs::Action::List { test: test.as_deref(), limit: *limit },
+                RunsCommand::List { test, limit } => runs::Action::List {
+                    test: test.as_deref(),
+                    limit: *limit,
+                },
                 RunsCommand::Show { run } => runs::Action::Show { run },
-                RunsCommand::Compare { run_a, run_b } => runs::Action::Compare { a: run_a, b: run_b },
+                RunsCommand::Compare { run_a, run_b } => {
+                    runs::Action::Compare { a: run_a, b: run_b }
+                }
             };
             runs::run(config.as_deref(), format, action)
         }

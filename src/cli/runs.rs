@@ -24,7 +24,10 @@ pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
             return EXIT_USAGE;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: {e}");
@@ -90,14 +93,18 @@ pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
 }
 
 fn list_text(runs: &[RunSummary]) -> String {
-    let mut out = format!("{:<52} {:<10} {:>10} {:>8} {:>9}  {}\n", "RUN", "STATUS", "P95 (ms)", "ERRORS", "RPS", "ENDED");
+    let mut out = format!(
+        "{:<52} {:<10} {:>10} {:>8} {:>9}  {}\n",
+        "RUN", "STATUS", "P95 (ms)", "ERRORS", "RPS", "ENDED"
+    );
     for s in runs {
         out.push_str(&format!(
             "{:<52} {:<10} {:>10} {:>8} {:>9}  {}\n",
             s.run.id,
             s.status.as_str(),
             s.p95_ms().map_or("–".into(), |v| format!("{v:.1}")),
-            s.error_rate().map_or("–".into(), |v| format!("{:.2}%", v * 100.0)),
+            s.error_rate()
+                .map_or("–".into(), |v| format!("{:.2}%", v * 100.0)),
             s.rps().map_or("–".into(), |v| format!("{v:.1}")),
             s.run.end
         ));
@@ -126,16 +133,37 @@ fn show_text(s: &RunSummary) -> String {
             if t.ok { "✓" } else { "✗" },
             t.metric,
             t.expression,
-            t.actual.map_or(t.note.clone().unwrap_or_default(), |a| format!("{a:.3}{}", if t.approximate { " ≈" } else { "" }))
+            t.actual
+                .map_or(t.note.clone().unwrap_or_default(), |a| format!(
+                    "{a:.3}{}",
+                    if t.approximate { " ≈" } else { "" }
+                ))
         ));
     }
     out.push_str("\nmetrics\n");
     for (name, m) in &s.metrics {
-        let vals: Vec<String> = m.values.iter().map(|(k, v)| format!("{k}={v:.3}{}", if m.approximate.contains(k) { "≈" } else { "" })).collect();
+        let vals: Vec<String> = m
+            .values
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}={v:.3}{}",
+                    if m.approximate.contains(k) { "≈" } else { "" }
+                )
+            })
+            .collect();
         out.push_str(&format!("  {name}: {}\n", vals.join(" ")));
     }
     if let Some(c) = &s.comparison {
-        out.push_str(&format!("\nagainst {}: {}\n", c.baseline_run, if c.regression { c.reasons.join("; ") } else { "no regression".into() }));
+        out.push_str(&format!(
+            "\nagainst {}: {}\n",
+            c.baseline_run,
+            if c.regression {
+                c.reasons.join("; ")
+            } else {
+                "no regression".into()
+            }
+        ));
     }
     out
 }

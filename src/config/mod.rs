@@ -35,6 +35,73 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub results: ResultsConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grafana: Option<GrafanaConfig>,
+}
+
+/// The git write-back of results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResultsConfig {
+    /// Write results back to the repository (default true).
+    #[serde(default = "yes")]
+    pub write_back: bool,
+    /// Branch for results commits; default: the tests' branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    #[serde(default = "default_author_name")]
+    pub author_name: String,
+    #[serde(default = "default_author_email")]
+    pub author_email: String,
+    /// Fetch-and-retry attempts when a push is refused because the branch moved.
+    #[serde(default = "default_push_retries")]
+    pub push_retries: u32,
+}
+
+fn default_author_name() -> String {
+    "perfsync".into()
+}
+fn default_author_email() -> String {
+    "perfsync@localhost".into()
+}
+fn default_push_retries() -> u32 {
+    5
+}
+
+impl Default for ResultsConfig {
+    fn default() -> Self {
+        ResultsConfig {
+            write_back: true,
+            branch: None,
+            author_name: default_author_name(),
+            author_email: default_author_email(),
+            push_retries: default_push_retries(),
+        }
+    }
+}
+
+/// Prometheus: runners remote-write to it; perfsync queries percentiles from it by `testid`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PrometheusConfig {
+    /// Base URL for queries, e.g. `http://prometheus:9090`.
+    pub url: String,
+    /// Remote-write URL the runners push to; default `<url>/api/v1/write`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_write_url: Option<String>,
+}
+
+/// Grafana annotations at each run's start and end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GrafanaConfig {
+    pub url: String,
+    /// A service-account token with annotation rights.
+    pub token: SecretRef,
 }
 
 fn default_state_dir() -> String {
@@ -267,6 +334,9 @@ impl Default for Config {
             server: ServerConfig::default(),
             webhooks: WebhooksConfig::default(),
             sync: SyncConfig::default(),
+            results: ResultsConfig::default(),
+            prometheus: None,
+            grafana: None,
         }
     }
 }

@@ -12,6 +12,8 @@ pub struct ResultsGit {
     pub results_dir: String,
     pub author: (String, String),
     pub retries: u32,
+    /// Test hook, called before each push attempt with its number.
+    pub before_push: Option<Box<dyn Fn(u32) + Send + Sync>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,10 @@ pub fn readme(test: &str, runs: &[RunSummary]) -> String {
             Some(c) => format!("no (vs {})", c.baseline_run),
             None => "–".into(),
         };
-        let approx = s.metrics.get("http_req_duration").is_some_and(|m| m.approximate.iter().any(|k| k == "p(95)"));
+        let approx = s
+            .metrics
+            .get("http_req_duration")
+            .is_some_and(|m| m.approximate.iter().any(|k| k == "p(95)"));
         out.push_str(&format!(
             "| [{id}]({id}.json) | {status} | {p95} | {err} | {rps} | {commit} | {regression} | {end} |\n",
             id = s.run.id,
@@ -66,33 +71,59 @@ impl ResultsGit {
     /// Commits `batch` (and the README of each test, from `history`: recent runs per test,
     /// newest first, the batch included) and pushes. Returns the commit that holds them, or
     /// the current head when everything was already there.
-    pub fn write(&self, batch: &[RunSummary], history: &BTreeMap<String, Vec<RunSummary>>) -> Result<String, WriteBackError> {
-        let mut files: Vec<(String, Vec<u8>)> = batch.iter().map(|s| (result_path(&self.results_dir, s), result_json(s))).collect();
+    pub fn write(
+        &self,
+        batch: &[RunSummary],
+        history: &BTreeMap<String, Vec<RunSummary>>,
+    ) -> Result<String, WriteBackError> {
+        let mut files: Vec<(String, Vec<u8>)> = batch
+            .iter()
+            .map(|s| (result_path(&self.results_dir, s), result_json(s)))
+            .collect();
         for (test, runs) in history {
-            files.push((format!("{}/{test}/README.md", self.results_dir), readme(test, runs).into_bytes()));
+            files.push((
+                format!("{}/{test}/README.md", self.results_dir),
+                readme(test, runs).into_bytes(),
+            ));
         }
         let tests: Vec<&str> = history.keys().map(String::as_str).collect();
-        let verdicts: Vec<String> = batch.iter().map(|s| format!("{} {}", s.run.id, s.status.as_str())).collect();
+        let verdicts: Vec<String> = batch
+            .iter()
+            .map(|s| format!("{} {}", s.run.id, s.status.as_str()))
+            .collect();
         let message = format!(
             "perfsync: results of {}\n\n{}\n",
-            if tests.len() == 1 { tests[0].to_string() } else { format!("{} tests", tests.len()) },
+            if tests.len() == 1 {
+                tests[0].to_string()
+            } else {
+                format!("{} tests", tests.len())
+            },
             verdicts.join("\n")
         );
-        for _ in 0..=self.retries {
+        for attempt in 0..=self.retries {
             let base = match self.source.fetch() {
                 Ok(head) => Some(head.to_string()),
                 Err(SourceError::BranchMissing { .. }) => None,
                 Err(e) => return Err(e.into()),
             };
             let author = (self.author.0.as_str(), self.author.1.as_str());
-            let Some(commit) = self.source.commit_files(base.as_deref(), &files, &message, author)? else {
+            let Some(commit) =
+                self.source
+                    .commit_files(base.as_deref(), &files, &message, author)?
+            else {
                 return Ok(base.unwrap_or_default());
             };
+            if let Some(hook) = &self.before_push {
+                hook(attempt);
+            }
             if self.source.push_commit(&commit)? {
                 return Ok(commit);
             }
             tracing::info!(url = %self.source.url(), "results push refused: the branch moved; rebuilding on the new head");
         }
-        Err(WriteBackError::Contended { url: self.source.url(), tries: self.retries + 1 })
+        Err(WriteBackError::Contended {
+            url: self.source.url(),
+            tries: self.retries + 1,
+        })
     }
 }

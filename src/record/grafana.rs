@@ -24,18 +24,35 @@ impl std::fmt::Debug for Grafana {
 
 impl Grafana {
     pub fn new(base: &str, token: String) -> Grafana {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Grafana { base: base.trim_end_matches('/').to_string(), token, client }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Grafana {
+            base: base.trim_end_matches('/').to_string(),
+            token,
+            client,
+        }
     }
 
     /// `verdict` is `started` at the start and the end state at the end.
-    pub async fn annotate(&self, at: DateTime<Utc>, test: &str, run: &str, verdict: &str, text: &str) -> Result<(), GrafanaError> {
+    pub async fn annotate(
+        &self,
+        at: DateTime<Utc>,
+        test: &str,
+        run: &str,
+        verdict: &str,
+        text: &str,
+    ) -> Result<(), GrafanaError> {
         let body = serde_json::json!({
             "time": at.timestamp_millis(),
             "tags": ["perfsync", test, run, verdict],
             "text": text,
         });
-        let err = |m: String| GrafanaError { run: run.to_string(), message: m };
+        let err = |m: String| GrafanaError {
+            run: run.to_string(),
+            message: m,
+        };
         let resp = self
             .client
             .post(format!("{}/api/annotations", self.base))

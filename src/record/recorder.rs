@@ -40,6 +40,16 @@ pub struct Recorder {
     flush_lock: Mutex<()>,
 }
 
+/// Inputs of [`Recorder::finish`].
+pub struct Finish<'a> {
+    pub report: &'a crate::results::RunReport,
+    pub thresholds: &'a std::collections::BTreeMap<String, Vec<crate::spec::model::ThresholdEntry>>,
+    /// A run id named by the spec as the baseline.
+    pub baseline: Option<&'a str>,
+    pub prometheus: Option<&'a crate::results::prometheus::Prometheus>,
+    pub tolerance: &'a crate::config::RegressionTolerance,
+}
+
 /// What [`Recorder::reconcile`] found and completed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Reconciled {
@@ -49,8 +59,19 @@ pub struct Reconciled {
 }
 
 impl Recorder {
-    pub fn new(pool: PgPool, state_dir: &std::path::Path, git: Option<ResultsGit>, grafana: Option<Grafana>) -> Recorder {
-        Recorder { pool, spool: state_dir.join("spool"), git: git.map(Arc::new), grafana, flush_lock: Mutex::new(()) }
+    pub fn new(
+        pool: PgPool,
+        state_dir: &std::path::Path,
+        git: Option<ResultsGit>,
+        grafana: Option<Grafana>,
+    ) -> Recorder {
+        Recorder {
+            pool,
+            spool: state_dir.join("spool"),
+            git: git.map(Arc::new),
+            grafana,
+            flush_lock: Mutex::new(()),
+        }
     }
 
     pub fn grafana(&self) -> Option<&Grafana> {
@@ -63,7 +84,10 @@ impl Recorder {
 
     /// Writes the summary to the spool atomically (write, fsync, rename).
     pub fn spool(&self, s: &RunSummary) -> Result<(), RecorderError> {
-        let io = |path: &PathBuf, source| RecorderError::Spool { path: path.display().to_string(), source };
+        let io = |path: &PathBuf, source| RecorderError::Spool {
+            path: path.display().to_string(),
+            source,
+        };
         std::fs::create_dir_all(&self.spool).map_err(|e| io(&self.spool, e))?;
         let final_path = self.spool_path(&s.run.id);
         let tmp = self.spool.join(format!(".{}.tmp", s.run.id));
@@ -97,9 +121,82 @@ impl Recorder {
         Ok(written)
     }
 
+    /// A run started: its state and, when configured, a Grafana annotation.
+    pub async fn started(
+        &self,
+        run_id: &str,
+        test: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), RecorderError> {
+        results::set_run_state(&self.pool, run_id, "running", serde_json::json!({})).await?;
+        if let Some(g) = &self.grafana {
+            if let Err(e) = g
+                .annotate(
+                    at,
+                    test,
+                    run_id,
+                    "started",
+                    &format!("perfsync run {run_id} of {test} started"),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "grafana annotation failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// A run ended: its figures collected (Prometheus when configured), judged against the
+    /// spec, compared with the baseline, and recorded once everywhere.
+    pub async fn finish(&self, f: Finish<'_>) -> Result<RunSummary, RecorderError> {
+        let (metrics, notes) =
+            crate::results::collect::collect(f.report, f.thresholds, f.prometheus).await;
+        let baseline =
+            results::baseline(&self.pool, &f.report.test, f.baseline, &f.report.run_id).await?;
+        let summary = crate::results::build::summarize(crate::results::build::Inputs {
+            report: f.report,
+            thresholds: f.thresholds,
+            metrics,
+            notes,
+            baseline: baseline.as_ref(),
+            tolerance: f.tolerance,
+        });
+        self.record(&summary).await?;
+        if let Err(e) = self.flush().await {
+            // The result is in the database; the next flush (or the next start) pushes it.
+            tracing::warn!(error = %e, run = %summary.run.id, "results write-back failed; will retry");
+        }
+        if let Some(g) = &self.grafana {
+            let end = chrono::DateTime::parse_from_rfc3339(&summary.run.end)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(|_| chrono::Utc::now());
+            let text = format!(
+                "perfsync run {} of {}: {}",
+                summary.run.id,
+                summary.run.test,
+                summary.status.as_str()
+            );
+            if let Err(e) = g
+                .annotate(
+                    end,
+                    &summary.run.test,
+                    &summary.run.id,
+                    summary.status.as_str(),
+                    &text,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "grafana annotation failed");
+            }
+        }
+        Ok(summary)
+    }
+
     /// Pushes every result not yet on the remote in one commit. Returns how many it pushed.
     pub async fn flush(&self) -> Result<usize, RecorderError> {
-        let Some(git) = self.git.clone() else { return Ok(0) };
+        let Some(git) = self.git.clone() else {
+            return Ok(0);
+        };
         let _guard = self.flush_lock.lock().await;
         let batch = results::unpushed(&self.pool, 200).await?;
         if batch.is_empty() {
@@ -108,7 +205,10 @@ impl Recorder {
         let mut history: BTreeMap<String, Vec<RunSummary>> = BTreeMap::new();
         for s in &batch {
             if !history.contains_key(&s.run.test) {
-                history.insert(s.run.test.clone(), results::recent(&self.pool, Some(&s.run.test), 30).await?);
+                history.insert(
+                    s.run.test.clone(),
+                    results::recent(&self.pool, Some(&s.run.test), 30).await?,
+                );
             }
         }
         let ids: Vec<String> = batch.iter().map(|s| s.run.id.clone()).collect();
@@ -124,10 +224,17 @@ impl Recorder {
     pub async fn reconcile(&self) -> Result<Reconciled, RecorderError> {
         let mut out = Reconciled::default();
         if let Ok(entries) = std::fs::read_dir(&self.spool) {
-            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+            let mut paths: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
             paths.sort();
             for p in paths {
-                let Ok(s) = std::fs::read(&p).map_err(|_| ()).and_then(|b| serde_json::from_slice::<RunSummary>(&b).map_err(|_| ())) else {
+                let Ok(s) = std::fs::read(&p)
+                    .map_err(|_| ())
+                    .and_then(|b| serde_json::from_slice::<RunSummary>(&b).map_err(|_| ()))
+                else {
                     tracing::warn!(path = %p.display(), "unreadable spool entry left in place");
                     continue;
                 };

@@ -6,7 +6,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 
 /// Records a state change of a run (`running`, …) with its time.
-pub async fn set_run_state(pool: &PgPool, run_id: &str, status: &str, details: serde_json::Value) -> Result<(), RecordError> {
+pub async fn set_run_state(
+    pool: &PgPool,
+    run_id: &str,
+    status: &str,
+    details: serde_json::Value,
+) -> Result<(), RecordError> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE test_runs SET status = $2, updated_at = now(),
@@ -28,12 +33,18 @@ pub async fn set_run_state(pool: &PgPool, run_id: &str, status: &str, details: s
 }
 
 fn parse_time(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_else(|_| Utc::now())
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now())
 }
 
 /// Writes the run's result once: a second call for the same run changes nothing and returns
 /// `false`. The run's row, its final event and the audit entry land in the same transaction.
-pub async fn record_result(pool: &PgPool, s: &RunSummary, git_commit: Option<&str>) -> Result<bool, RecordError> {
+pub async fn record_result(
+    pool: &PgPool,
+    s: &RunSummary,
+    git_commit: Option<&str>,
+) -> Result<bool, RecordError> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO test_results (run_id, test_id, start_time, end_time, status, summary, git_commit)
@@ -92,17 +103,27 @@ pub async fn unpushed(pool: &PgPool, limit: i64) -> Result<Vec<RunSummary>, Reco
         .collect())
 }
 
-pub async fn mark_pushed(pool: &PgPool, run_ids: &[String], commit: &str) -> Result<(), RecordError> {
-    sqlx::query("UPDATE test_results SET git_commit = $2 WHERE run_id = ANY($1) AND git_commit IS NULL")
-        .bind(run_ids)
-        .bind(commit)
-        .execute(pool)
-        .await?;
+pub async fn mark_pushed(
+    pool: &PgPool,
+    run_ids: &[String],
+    commit: &str,
+) -> Result<(), RecordError> {
+    sqlx::query(
+        "UPDATE test_results SET git_commit = $2 WHERE run_id = ANY($1) AND git_commit IS NULL",
+    )
+    .bind(run_ids)
+    .bind(commit)
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
 /// The most recent results of a test, newest first.
-pub async fn recent(pool: &PgPool, test: Option<&str>, limit: i64) -> Result<Vec<RunSummary>, RecordError> {
+pub async fn recent(
+    pool: &PgPool,
+    test: Option<&str>,
+    limit: i64,
+) -> Result<Vec<RunSummary>, RecordError> {
     let rows = sqlx::query(
         "SELECT summary FROM test_results WHERE ($1::text IS NULL OR test_id = $1) ORDER BY end_time DESC, run_id DESC LIMIT $2",
     )
@@ -118,15 +139,21 @@ pub async fn recent(pool: &PgPool, test: Option<&str>, limit: i64) -> Result<Vec
 }
 
 pub async fn get(pool: &PgPool, run_id: &str) -> Result<Option<RunSummary>, RecordError> {
-    let v: Option<serde_json::Value> = sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_optional(pool)
-        .await?;
+    let v: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_optional(pool)
+            .await?;
     Ok(v.and_then(|v| serde_json::from_value(v).ok()))
 }
 
 /// The baseline for a test: a named run, or its latest succeeded run before `before_run`.
-pub async fn baseline(pool: &PgPool, test: &str, named: Option<&str>, before_run: &str) -> Result<Option<RunSummary>, RecordError> {
+pub async fn baseline(
+    pool: &PgPool,
+    test: &str,
+    named: Option<&str>,
+    before_run: &str,
+) -> Result<Option<RunSummary>, RecordError> {
     if let Some(id) = named {
         return get(pool, id).await;
     }
@@ -142,5 +169,10 @@ pub async fn baseline(pool: &PgPool, test: &str, named: Option<&str>, before_run
 
 /// Run ids with a recorded result, among `ids`.
 pub async fn known_ids(pool: &PgPool, ids: &[String]) -> Result<Vec<String>, RecordError> {
-    Ok(sqlx::query_scalar("SELECT run_id FROM test_results WHERE run_id = ANY($1)").bind(ids).fetch_all(pool).await?)
+    Ok(
+        sqlx::query_scalar("SELECT run_id FROM test_results WHERE run_id = ANY($1)")
+            .bind(ids)
+            .fetch_all(pool)
+            .await?,
+    )
 }

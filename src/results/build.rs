@@ -11,16 +11,28 @@ use crate::spec::model::ThresholdEntry;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The merged metrics of a report (before any Prometheus enrichment).
-pub fn merged_metrics(report: &RunReport, thresholds: &BTreeMap<String, Vec<ThresholdEntry>>) -> BTreeMap<String, MetricSummary> {
-    let summaries: Vec<&serde_json::Value> = report.runners.iter().filter_map(|r| r.summary.as_ref()).collect();
+pub fn merged_metrics(
+    report: &RunReport,
+    thresholds: &BTreeMap<String, Vec<ThresholdEntry>>,
+) -> BTreeMap<String, MetricSummary> {
+    let summaries: Vec<&serde_json::Value> = report
+        .runners
+        .iter()
+        .filter_map(|r| r.summary.as_ref())
+        .collect();
     // Threshold keys as the spec writes them; k6 writes sub-metric keys in its own spelling,
     // so keep every summary key whose parsed form matches one.
-    let wanted: Vec<_> = thresholds.keys().filter_map(|k| crate::spec::threshold::parse_metric_key(k).ok()).collect();
+    let wanted: Vec<_> = thresholds
+        .keys()
+        .filter_map(|k| crate::spec::threshold::parse_metric_key(k).ok())
+        .collect();
     let keep: BTreeSet<String> = summaries
         .iter()
         .filter_map(|s| s.get("metrics").and_then(|m| m.as_object()))
         .flat_map(|m| m.keys())
-        .filter(|k| crate::spec::threshold::parse_metric_key(k).is_ok_and(|mk| wanted.contains(&mk)))
+        .filter(|k| {
+            crate::spec::threshold::parse_metric_key(k).is_ok_and(|mk| wanted.contains(&mk))
+        })
         .cloned()
         .collect();
     merge(&summaries, &keep)
@@ -41,7 +53,10 @@ pub fn summarize(i: Inputs) -> RunSummary {
     let (status, reason) = end_state(&r.ending, &r.runners, &thresholds, i.thresholds);
     let mut notes = i.notes;
     for runner in r.runners.iter().filter(|x| x.summary.is_none()) {
-        notes.push(format!("runner {} left no end-of-test summary; its figures are missing", runner.index));
+        notes.push(format!(
+            "runner {} left no end-of-test summary; its figures are missing",
+            runner.index
+        ));
     }
     let mut summary = RunSummary {
         api_version: crate::spec::model::API_VERSION.into(),
@@ -67,7 +82,12 @@ pub fn summarize(i: Inputs) -> RunSummary {
         runners: r
             .runners
             .iter()
-            .map(|x| RunnerResult { index: x.index, exit_code: x.exit_code, reason: x.reason.clone(), summary_found: x.summary.is_some() })
+            .map(|x| RunnerResult {
+                index: x.index,
+                exit_code: x.exit_code,
+                reason: x.reason.clone(),
+                summary_found: x.summary.is_some(),
+            })
             .collect(),
         notes,
     };

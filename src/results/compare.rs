@@ -4,7 +4,11 @@
 use super::summary::{Comparison, RunSummary};
 use crate::config::RegressionTolerance;
 
-pub fn compare(current: &RunSummary, baseline: &RunSummary, tol: &RegressionTolerance) -> Comparison {
+pub fn compare(
+    current: &RunSummary,
+    baseline: &RunSummary,
+    tol: &RegressionTolerance,
+) -> Comparison {
     let pct = |now: Option<f64>, before: Option<f64>| match (now, before) {
         (Some(n), Some(b)) if b > 0.0 => Some((n - b) / b * 100.0),
         _ => None,
@@ -20,7 +24,10 @@ pub fn compare(current: &RunSummary, baseline: &RunSummary, tol: &RegressionTole
         reasons.push(format!("p95 rose {p:.1}% (tolerance {}%)", tol.p95_percent));
     }
     if let Some(e) = errors.filter(|e| *e > tol.error_rate_points) {
-        reasons.push(format!("error rate rose {e:.2} points (tolerance {})", tol.error_rate_points));
+        reasons.push(format!(
+            "error rate rose {e:.2} points (tolerance {})",
+            tol.error_rate_points
+        ));
     }
     Comparison {
         baseline_run: baseline.run.id.clone(),

@@ -34,23 +34,40 @@ fn kind_of(s: &str) -> Option<MetricType> {
 }
 
 fn run_seconds(summary: &serde_json::Value) -> Option<f64> {
-    summary.pointer("/state/testRunDurationMs").and_then(|v| v.as_f64()).map(|ms| ms / 1000.0)
+    summary
+        .pointer("/state/testRunDurationMs")
+        .and_then(|v| v.as_f64())
+        .map(|ms| ms / 1000.0)
 }
 
 /// `keep`: metric keys (as k6 writes them) to keep besides [`STANDARD`].
-pub fn merge(summaries: &[&serde_json::Value], keep: &BTreeSet<String>) -> BTreeMap<String, MetricSummary> {
-    let duration = summaries.iter().filter_map(|s| run_seconds(s)).fold(0.0_f64, f64::max);
+pub fn merge(
+    summaries: &[&serde_json::Value],
+    keep: &BTreeSet<String>,
+) -> BTreeMap<String, MetricSummary> {
+    let duration = summaries
+        .iter()
+        .filter_map(|s| run_seconds(s))
+        .fold(0.0_f64, f64::max);
     let mut parts: BTreeMap<String, Vec<Part>> = BTreeMap::new();
     for s in summaries {
-        let Some(metrics) = s.get("metrics").and_then(|m| m.as_object()) else { continue };
+        let Some(metrics) = s.get("metrics").and_then(|m| m.as_object()) else {
+            continue;
+        };
         for (name, m) in metrics {
             if !STANDARD.contains(&name.as_str()) && !keep.contains(name) {
                 continue;
             }
-            let (Some(kind), Some(values)) = (m.get("type").and_then(|t| t.as_str()).and_then(kind_of), m.get("values").and_then(|v| v.as_object())) else {
+            let (Some(kind), Some(values)) = (
+                m.get("type").and_then(|t| t.as_str()).and_then(kind_of),
+                m.get("values").and_then(|v| v.as_object()),
+            ) else {
                 continue;
             };
-            parts.entry(name.clone()).or_default().push(Part { kind, values });
+            parts
+                .entry(name.clone())
+                .or_default()
+                .push(Part { kind, values });
         }
     }
     let single = summaries.len() <= 1;
@@ -72,27 +89,50 @@ fn sum(ps: &[Part], key: &str) -> f64 {
     ps.iter().filter_map(|p| get(p, key)).sum()
 }
 
-fn merge_one(name: &str, kind: MetricType, ps: &[Part], duration: f64, single: bool) -> MetricSummary {
+fn merge_one(
+    name: &str,
+    kind: MetricType,
+    ps: &[Part],
+    duration: f64,
+    single: bool,
+) -> MetricSummary {
     let mut values = BTreeMap::new();
     let mut approximate = Vec::new();
     match kind {
         MetricType::Counter => {
             let count = sum(ps, "count");
             values.insert("count".into(), count);
-            let rate = if duration > 0.0 { count / duration } else { sum(ps, "rate") };
+            let rate = if duration > 0.0 {
+                count / duration
+            } else {
+                sum(ps, "rate")
+            };
             values.insert("rate".into(), rate);
         }
         MetricType::Rate => {
             let (passes, fails) = (sum(ps, "passes"), sum(ps, "fails"));
             values.insert("passes".into(), passes);
             values.insert("fails".into(), fails);
-            values.insert("rate".into(), if passes + fails > 0.0 { passes / (passes + fails) } else { 0.0 });
+            values.insert(
+                "rate".into(),
+                if passes + fails > 0.0 {
+                    passes / (passes + fails)
+                } else {
+                    0.0
+                },
+            );
         }
         MetricType::Gauge => {
             // Each runner has its own VUs, so VU gauges add up; other gauges cannot be merged
             // exactly and keep the largest value.
             let additive = name == "vus" || name == "vus_max";
-            let value = if additive { sum(ps, "value") } else { ps.iter().filter_map(|p| get(p, "value")).fold(f64::MIN, f64::max) };
+            let value = if additive {
+                sum(ps, "value")
+            } else {
+                ps.iter()
+                    .filter_map(|p| get(p, "value"))
+                    .fold(f64::MIN, f64::max)
+            };
             values.insert("value".into(), value);
             if let Some(min) = ps.iter().filter_map(|p| get(p, "min")).reduce(f64::min) {
                 values.insert("min".into(), if additive { sum(ps, "min") } else { min });
@@ -114,17 +154,29 @@ fn merge_one(name: &str, kind: MetricType, ps: &[Part], duration: f64, single: b
             if let Some(max) = ps.iter().filter_map(|p| get(p, "max")).reduce(f64::max) {
                 values.insert("max".into(), max);
             }
-            let weighted: f64 = ps.iter().zip(&counts).filter_map(|(p, c)| get(p, "avg").map(|a| a * c)).sum();
+            let weighted: f64 = ps
+                .iter()
+                .zip(&counts)
+                .filter_map(|(p, c)| get(p, "avg").map(|a| a * c))
+                .sum();
             if total > 0.0 {
                 values.insert("avg".into(), weighted / total);
             } else if let Some(a) = ps.iter().find_map(|p| get(p, "avg")) {
                 values.insert("avg".into(), a);
             }
-            let quantile_keys: BTreeSet<&String> = ps.iter().flat_map(|p| p.values.keys()).filter(|k| *k == "med" || k.starts_with("p(")).collect();
+            let quantile_keys: BTreeSet<&String> = ps
+                .iter()
+                .flat_map(|p| p.values.keys())
+                .filter(|k| *k == "med" || k.starts_with("p("))
+                .collect();
             for key in quantile_keys {
                 // The largest runner quantile: never lower than the true merged one would be
                 // for the slowest share of traffic, so thresholds judged on it err strict.
-                let worst = ps.iter().filter(|p| get(p, "count").unwrap_or(1.0) > 0.0).filter_map(|p| get(p, key)).fold(f64::MIN, f64::max);
+                let worst = ps
+                    .iter()
+                    .filter(|p| get(p, "count").unwrap_or(1.0) > 0.0)
+                    .filter_map(|p| get(p, key))
+                    .fold(f64::MIN, f64::max);
                 if worst > f64::MIN {
                     values.insert(key.clone(), worst);
                     if !single {
@@ -134,7 +186,12 @@ fn merge_one(name: &str, kind: MetricType, ps: &[Part], duration: f64, single: b
             }
         }
     }
-    MetricSummary { kind, values, sources: BTreeMap::new(), approximate }
+    MetricSummary {
+        kind,
+        values,
+        sources: BTreeMap::new(),
+        approximate,
+    }
 }
 
 /// Puts a value measured elsewhere (Prometheus) in place of an estimate.

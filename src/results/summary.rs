@@ -56,7 +56,9 @@ pub enum RunTrigger {
     Manual,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EndState {
     Succeeded,
@@ -163,7 +165,10 @@ pub struct RunnerResult {
 
 impl RunSummary {
     pub fn metric_value(&self, metric: &str, value: &str) -> Option<f64> {
-        self.metrics.get(metric).and_then(|m| m.values.get(value)).copied()
+        self.metrics
+            .get(metric)
+            .and_then(|m| m.values.get(value))
+            .copied()
     }
     pub fn p95_ms(&self) -> Option<f64> {
         self.metric_value("http_req_duration", "p(95)")

@@ -209,26 +209,47 @@ impl GitSource {
     /// The fetched head of the branch, without fetching.
     pub fn local_head(&self) -> Result<Option<String>, SourceError> {
         let repo = self.open()?;
-        Ok(repo.refname_to_id(&self.tracking_ref()).ok().map(|o| o.to_string()))
+        Ok(repo
+            .refname_to_id(&self.tracking_ref())
+            .ok()
+            .map(|o| o.to_string()))
     }
 
     /// A new commit on top of `base` (none: a root commit) with `files` written; `None` when
     /// every file already has that content.
-    pub fn commit_files(&self, base: Option<&str>, files: &[(String, Vec<u8>)], message: &str, author: (&str, &str)) -> Result<Option<String>, SourceError> {
+    pub fn commit_files(
+        &self,
+        base: Option<&str>,
+        files: &[(String, Vec<u8>)],
+        message: &str,
+        author: (&str, &str),
+    ) -> Result<Option<String>, SourceError> {
         let repo = self.open()?;
-        let e = |what: &str| { let url = self.url.clone(); let what = what.to_string(); move |err: git2::Error| git_err(&url, &what, err) };
+        let e = |what: &str| {
+            let url = self.url.clone();
+            let what = what.to_string();
+            move |err: git2::Error| git_err(&url, &what, err)
+        };
         let parent = match base {
-            Some(b) => Some(repo.find_commit(Oid::from_str(b).map_err(e("parse a commit id"))?).map_err(e("read the base commit"))?),
+            Some(b) => Some(
+                repo.find_commit(Oid::from_str(b).map_err(e("parse a commit id"))?)
+                    .map_err(e("read the base commit"))?,
+            ),
             None => None,
         };
         let mut index = git2::Index::new().map_err(e("create an index"))?;
         if let Some(p) = &parent {
-            index.read_tree(&p.tree().map_err(e("read the base tree"))?).map_err(e("read the base tree"))?;
+            index
+                .read_tree(&p.tree().map_err(e("read the base tree"))?)
+                .map_err(e("read the base tree"))?;
         }
         let mut changed = false;
         for (path, content) in files {
             let blob = repo.blob(content).map_err(e("write a blob"))?;
-            if index.get_path(Path::new(path), 0).is_some_and(|entry| entry.id == blob) {
+            if index
+                .get_path(Path::new(path), 0)
+                .is_some_and(|entry| entry.id == blob)
+            {
                 continue;
             }
             changed = true;
@@ -255,7 +276,9 @@ impl GitSource {
         let tree = repo.find_tree(tree_id).map_err(e("read the new tree"))?;
         let sig = git2::Signature::now(author.0, author.1).map_err(e("make a signature"))?;
         let parents: Vec<&git2::Commit> = parent.iter().collect();
-        let oid = repo.commit(None, &sig, &sig, message, &tree, &parents).map_err(e("commit"))?;
+        let oid = repo
+            .commit(None, &sig, &sig, message, &tree, &parents)
+            .map_err(e("commit"))?;
         Ok(Some(oid.to_string()))
     }
 
@@ -265,8 +288,11 @@ impl GitSource {
         let repo = self.open()?;
         let oid = Oid::from_str(commit).map_err(|e| git_err(&self.url, "parse a commit id", e))?;
         let local = format!("refs/perfsync/push/{}", self.branch);
-        repo.reference(&local, oid, true, "perfsync results").map_err(|e| git_err(&self.url, "create a push ref", e))?;
-        let mut remote = repo.remote_anonymous(&self.url).map_err(|e| git_err(&self.url, "set up the remote", e))?;
+        repo.reference(&local, oid, true, "perfsync results")
+            .map_err(|e| git_err(&self.url, "create a push ref", e))?;
+        let mut remote = repo
+            .remote_anonymous(&self.url)
+            .map_err(|e| git_err(&self.url, "set up the remote", e))?;
         let mut callbacks = self.callbacks();
         let rejected = std::rc::Rc::new(std::cell::Cell::new(false));
         let flag = rejected.clone();
@@ -286,7 +312,13 @@ impl GitSource {
             }
             Ok(()) => Ok(false),
             // Local and some smart transports report a non-fast-forward as an error.
-            Err(e) if e.code() == git2::ErrorCode::NotFastForward || e.message().contains("fast-forward") || e.message().contains("fast forward") => Ok(false),
+            Err(e)
+                if e.code() == git2::ErrorCode::NotFastForward
+                    || e.message().contains("fast-forward")
+                    || e.message().contains("fast forward") =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(git_err(&self.url, "push", e)),
         }
     }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod http_git;
+pub mod parts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
