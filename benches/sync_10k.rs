@@ -32,7 +32,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
-    let remote = Remote::new();
+    let mut remote = Remote::new();
     generate::write_repo(&remote.work, TESTS).expect("generate");
     let t = Instant::now();
     git(&remote.work, &["add", "-A"]);
@@ -47,7 +47,9 @@ async fn main() {
         .unwrap()
         .policy;
     let metrics = Arc::new(Metrics::new());
-    let src = GitSource::new(&remote.path_url(), "main", state.path(), GitAuth::default());
+    // Over git:// on loopback, as a remote is reached in production.
+    let url = remote.serve(None);
+    let src = GitSource::new(&url, "main", state.path(), GitAuth::default());
     let mut syncer = Syncer::new(
         src,
         Layout::default(),
@@ -103,6 +105,8 @@ async fn main() {
         hook_secrets: [("github", secret.clone())].into_iter().collect(),
         api_token: None,
         pool: Some(pool.clone()),
+        scheduler: None,
+        repository_url: None,
     });
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let (tx, mut outcomes) = tokio::sync::mpsc::channel(4);

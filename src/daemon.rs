@@ -3,7 +3,10 @@
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
+use crate::executor::local::LocalExecutor;
+use crate::executor::scheduler::Scheduler;
 use crate::record::git_results::ResultsGit;
+use crate::results::prometheus::Prometheus;
 use crate::record::grafana::Grafana;
 use crate::record::recorder::Recorder;
 use crate::record::{db, RecordError};
@@ -30,6 +33,8 @@ pub enum DaemonError {
     Secret(#[from] crate::config::SecretError),
     #[error("server.listen `{addr}`: {reason}")]
     Listen { addr: String, reason: String },
+    #[error("executor.kind: kubernetes is not available in this build yet; use `local`")]
+    ExecutorUnavailable,
     #[error("task `{0}` stopped unexpectedly")]
     TaskDied(String),
     #[error("cannot watch the repository: {0}")]
@@ -43,6 +48,29 @@ pub struct Parts {
     pub state: Arc<AppState>,
     pub listener: tokio::net::TcpListener,
     pub recorder: Arc<Recorder>,
+    pub scheduler: Arc<Scheduler>,
+}
+
+/// The scheduler with the configured executor.
+pub fn scheduler(config: &Config, pool: sqlx::PgPool, recorder: Arc<Recorder>) -> Result<Scheduler, DaemonError> {
+    if config.executor.kind == crate::config::ExecutorKind::Kubernetes {
+        return Err(DaemonError::ExecutorUnavailable);
+    }
+    let mut extra_env = Vec::new();
+    if let Some(p) = &config.prometheus {
+        let rw = p.remote_write_url.clone().unwrap_or_else(|| format!("{}/api/v1/write", p.url.trim_end_matches('/')));
+        extra_env.push(("K6_PROMETHEUS_RW_SERVER_URL".to_string(), rw));
+        extra_env.push(("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM".to_string(), "true".to_string()));
+        extra_env.push(("K6_PROMETHEUS_RW_TREND_STATS".to_string(), "p(95),p(99),min,max,avg".to_string()));
+    }
+    let executor = LocalExecutor {
+        k6: config.executor.k6_binary.clone().unwrap_or_else(|| "k6".into()),
+        root: Path::new(&config.state_dir).join("runs"),
+        extra_env,
+        grace: std::time::Duration::from_secs(10),
+    };
+    let prometheus = config.prometheus.as_ref().map(|p| Prometheus::new(&p.url));
+    Ok(Scheduler::new(pool, executor, recorder, config.policy.clone(), prometheus))
 }
 
 /// The recorder of results: database always, git write-back and Grafana as configured.
@@ -107,6 +135,7 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         metrics.clone(),
     );
     let recorder = Arc::new(recorder(&config, &repo_url, pool.clone())?);
+    let scheduler = Arc::new(scheduler(&config, pool.clone(), recorder.clone())?);
     let mut hook_secrets = BTreeMap::new();
     let w = &config.webhooks;
     for (name, r) in [
@@ -147,25 +176,15 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         hook_secrets,
         api_token,
         pool: Some(pool),
+        scheduler: Some(scheduler.clone()),
+        repository_url: Some(crate::source::git::redact_url(&repo_url)),
     });
-    Ok(Parts {
-        config,
-        syncer,
-        state,
-        listener,
-        recorder,
-    })
+    Ok(Parts { config, syncer, state, listener, recorder, scheduler })
 }
 
 /// Runs until SIGTERM or SIGINT (then `Ok`) or until a task dies (then `Err`).
 pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-    let Parts {
-        config,
-        syncer,
-        state,
-        listener,
-        recorder,
-    } = parts;
+    let Parts { config, syncer, state, listener, recorder, scheduler } = parts;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
@@ -215,12 +234,39 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
             state.health.clone(),
             shutdown.clone(),
         );
+        let (tx, mut outcomes) = tokio::sync::mpsc::channel::<crate::sync::SyncOutcome>(4);
         tasks.spawn(
             async move {
-                sync_loop(syncer, t, h, None, s).await;
+                sync_loop(syncer, t, h, Some(tx), s).await;
                 "sync"
             }
             .instrument(tracing::info_span!("sync-loop")),
+        );
+        // Each sync hands the scheduler the repository as it now stands.
+        let sched = scheduler.clone();
+        let mut s = shutdown.clone();
+        tasks.spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        o = outcomes.recv() => match o {
+                            Some(o) => sched.set_catalog(o.catalog),
+                            None => break,
+                        },
+                        _ = s.changed() => break,
+                    }
+                }
+                "sync-outcomes"
+            }
+            .instrument(tracing::info_span!("sync-outcomes")),
+        );
+        let (sched, s) = (scheduler.clone(), shutdown.clone());
+        tasks.spawn(
+            async move {
+                sched.run(s).await;
+                "scheduler"
+            }
+            .instrument(tracing::info_span!("scheduler")),
         );
     }
     {

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod executor;
 pub mod metrics;
 pub mod plan;
 pub mod record;

@@ -63,6 +63,8 @@ async fn harness() -> Harness {
         hook_secrets,
         api_token: Some("api-token-1".into()),
         pool: Some(pool),
+        scheduler: None,
+        repository_url: None,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tx, outcomes) = mpsc::channel(16);

@@ -74,3 +74,37 @@ pub fn migrate(config_path: Option<&Path>) -> i32 {
         }
     })
 }
+
+pub fn demo_target(listen: &str) -> i32 {
+    let addr: std::net::SocketAddr = match listen.parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: --listen {listen}: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    if !addr.ip().is_loopback() {
+        eprintln!("error: the demo target only listens on loopback (127.0.0.1 or ::1)");
+        return EXIT_USAGE;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                tracing::info!(%addr, "demo target listening");
+                tokio::select! {
+                    _ = crate::demo::serve(l) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: cannot listen on {addr}: {e}");
+                EXIT_USAGE
+            }
+        }
+    })
+}

@@ -68,6 +68,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
         format: Format,
     },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+    /// Serve the demo HTTP target the examples load-test (loopback only).
+    DemoTarget {
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: String,
+    },
     /// Apply the database migrations.
     Migrate {
         #[arg(long)]
@@ -131,6 +138,11 @@ pub fn run(cli: Cli) -> i32 {
         }),
         Command::Serve { config } => daemon_cmds::serve(&config),
         Command::Migrate { config } => daemon_cmds::migrate(config.as_deref()),
+        Command::Openapi => {
+            print!("{}", crate::server::openapi::document_text());
+            EXIT_OK
+        }
+        Command::DemoTarget { listen } => daemon_cmds::demo_target(&listen),
         Command::Runs {
             action,
             config,

@@ -5,6 +5,7 @@ pub mod git_results;
 pub mod grafana;
 pub mod recorder;
 pub mod results;
+pub mod runs;
 pub mod sync_state;
 
 #[derive(Debug, thiserror::Error)]

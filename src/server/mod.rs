@@ -1,6 +1,9 @@
 //! The HTTP edge (warp): webhooks, health, metrics and the API.
 
+pub mod api;
 pub mod hooks;
+pub mod openapi;
+pub mod page;
 
 use crate::metrics::Metrics;
 use crate::sync::triggers::Triggers;
@@ -30,9 +33,12 @@ pub struct AppState {
     pub hook_secrets: BTreeMap<&'static str, String>,
     pub api_token: Option<String>,
     pub pool: Option<PgPool>,
+    pub scheduler: Option<Arc<crate::executor::scheduler::Scheduler>>,
+    /// Shown (without credentials) and used for commit links on the status page.
+    pub repository_url: Option<String>,
 }
 
-fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
@@ -168,17 +174,6 @@ pub fn routes(
             )
             .into_response()
         });
-    let sync = warp::post()
-        .and(warp::path!("api" / "v1" / "sync"))
-        .and(warp::header::optional::<String>("authorization"))
-        .and(with_state)
-        .map(|auth: Option<String>, state: Arc<AppState>| {
-            if let Err(r) = authorized(&state, auth.as_deref()) {
-                return r;
-            }
-            state.triggers.fire("api", None);
-            json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued"}))
-        });
     hooks
         .or(healthz)
         .unify()
@@ -186,6 +181,8 @@ pub fn routes(
         .unify()
         .or(metrics)
         .unify()
-        .or(sync)
+        .or(api::routes(state.clone()))
+        .unify()
+        .or(page::routes(state))
         .unify()
 }

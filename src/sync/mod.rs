@@ -38,6 +38,8 @@ struct Snapshot {
 
 #[derive(Debug, Clone)]
 pub struct SyncOutcome {
+    /// Every test and template at the head, valid or not.
+    pub catalog: Arc<Catalog>,
     pub plan: Plan,
     pub queued: Vec<QueuedRun>,
     pub head: String,
@@ -155,7 +157,13 @@ impl Syncer {
         }
         let prior = self.prior.clone().unwrap_or_default();
         if prior.commit.as_deref() == Some(head.as_str()) {
+            // Nothing to plan; the catalog is still wanted by whoever runs tests.
+            let catalog = match &self.snapshot {
+                Some(s) if s.commit == head => Arc::new(s.index.catalog()),
+                _ => Arc::new(self.advance(&prior, &head).await?.0),
+            };
             return Ok(SyncOutcome {
+                catalog,
                 plan: Plan {
                     from: prior.commit.clone(),
                     to: head.clone(),
@@ -202,6 +210,7 @@ impl Syncer {
         .await?;
         self.prior = Some(next_prior(&prior, &catalog, &the_plan));
         Ok(SyncOutcome {
+            catalog: Arc::new(catalog),
             plan: the_plan,
             queued,
             head,

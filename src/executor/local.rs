@@ -1,0 +1,281 @@
+//! The local executor: each run as `parallelism` k6 processes on this host, each with its
+//! execution segment, in a folder of its own under the state directory.
+//!
+//! Every runner is wrapped in a small `sh` that sends k6's output to files and writes k6's
+//! exit code to a file when it ends. Nothing depends on the daemon staying alive: a daemon
+//! that is restarted (or killed) finds the folder again and adopts the run where it stands.
+
+use super::ExecutorError;
+use crate::results::report::{summary_from_output, Ending, RunnerReport};
+use crate::spec::catalog::ResolvedTest;
+use crate::spec::render::{entry_script, k6_args, ENTRY_FILE};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub struct LocalExecutor {
+    pub k6: String,
+    /// `<stateDir>/runs`: one folder per run.
+    pub root: PathBuf,
+    /// Extra environment for every runner (Prometheus remote write).
+    pub extra_env: Vec<(String, String)>,
+    /// How long runners get to finish after SIGTERM before SIGKILL.
+    pub grace: Duration,
+}
+
+/// What is kept on disk about a run, so another process can adopt it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Meta {
+    pub run_id: String,
+    pub test: String,
+    pub revision: String,
+    pub parallelism: u32,
+    pub start: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    /// Per runner: the process group (the wrapping shell).
+    pub pgids: Vec<i32>,
+    /// The spec the run started with, so an adopting process judges it the same way.
+    pub spec: crate::spec::model::PerfTestSpec,
+    pub trigger: String,
+    pub commit: Option<String>,
+    pub author: Option<String>,
+}
+
+/// What a run is started with.
+pub struct StartRun<'a> {
+    pub run_id: &'a str,
+    pub test: &'a ResolvedTest,
+    pub timeout: Duration,
+    pub trigger: &'a str,
+    pub commit: Option<&'a str>,
+    pub author: Option<&'a str>,
+}
+
+/// A run's folder.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+    pub meta: Meta,
+}
+
+/// What the runners came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Collected {
+    pub runners: Vec<RunnerReport>,
+    pub ending: Ending,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+const WRAPPER: &str = r#""$0" "$@" > "$PERFSYNC_OUT" 2> "$PERFSYNC_ERR" & k=$!; echo $k > "$PERFSYNC_PID"; trap "" TERM INT HUP; wait $k; echo $? > "$PERFSYNC_EXIT.tmp" && mv "$PERFSYNC_EXIT.tmp" "$PERFSYNC_EXIT""#;
+
+fn io(path: &Path, source: std::io::Error) -> ExecutorError {
+    ExecutorError::Io { path: path.display().to_string(), source }
+}
+
+/// The secret values of `secretEnv` for a local run: the daemon's own environment, under the
+/// variable the test names (there is no Kubernetes Secret on this host).
+fn secret_env(rt: &ResolvedTest) -> Vec<(String, String)> {
+    rt.test.spec.secret_env.iter().filter_map(|s| std::env::var(&s.name).ok().map(|v| (s.name.clone(), v))).collect()
+}
+
+impl LocalExecutor {
+    fn dir(&self, run_id: &str) -> PathBuf {
+        self.root.join(run_id)
+    }
+
+    /// Writes the bundle and starts the runners. Idempotent on the run id: a run whose folder
+    /// already holds started runners is returned as it is, never started twice.
+    pub fn start(&self, req: &StartRun) -> Result<RunDir, ExecutorError> {
+        let (run_id, rt, timeout) = (req.run_id, req.test, req.timeout);
+        let dir = self.dir(run_id);
+        if let Some(existing) = self.load(&dir) {
+            return Ok(existing);
+        }
+        let bundle = dir.join("bundle");
+        std::fs::create_dir_all(&bundle).map_err(|e| io(&bundle, e))?;
+        for (path, bytes) in &rt.bundle.files {
+            // Bundle paths were checked to stay inside the bundle; `join` keeps them there.
+            let target = bundle.join(path);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            std::fs::write(&target, bytes).map_err(|e| io(&target, e))?;
+        }
+        let entry = bundle.join(ENTRY_FILE);
+        std::fs::write(&entry, entry_script(&format!("./{}", rt.bundle.entry), &rt.test.spec.thresholds)).map_err(|e| io(&entry, e))?;
+        let n = rt.test.spec.parallelism().max(1);
+        let start = Utc::now();
+        let mut meta = Meta {
+            run_id: run_id.to_string(),
+            test: rt.test.metadata.name.clone(),
+            revision: rt.revision.clone(),
+            parallelism: n,
+            start,
+            deadline: start + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::hours(1)),
+            pgids: Vec::new(),
+            spec: rt.test.spec.clone(),
+            trigger: req.trigger.to_string(),
+            commit: req.commit.map(str::to_string),
+            author: req.author.map(str::to_string),
+        };
+        let sequence: Vec<String> = (0..=n).map(|i| if i == 0 { "0".into() } else if i == n { "1".into() } else { format!("{i}/{n}") }).collect();
+        let seg = |i: u32| if i == 0 { "0".to_string() } else if i == n { "1".to_string() } else { format!("{i}/{n}") };
+        let mut env: Vec<(String, String)> = rt.test.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.extend(secret_env(rt));
+        env.extend(self.extra_env.iter().cloned());
+        for i in 0..n {
+            let idx = i + 1;
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(WRAPPER).arg(&self.k6).args(["run", "--quiet", "--no-usage-report", "--no-color"]);
+            cmd.args(k6_args(rt, run_id));
+            cmd.args(["--tag", &format!("instance_id={idx}")]);
+            if self.extra_env.iter().any(|(k, _)| k == "K6_PROMETHEUS_RW_SERVER_URL") {
+                cmd.args(["-o", "experimental-prometheus-rw"]);
+            }
+            if n > 1 {
+                cmd.args(["--execution-segment", &format!("{}:{}", seg(i), seg(i + 1))]);
+                cmd.args(["--execution-segment-sequence", &sequence.join(",")]);
+            }
+            cmd.arg(ENTRY_FILE);
+            cmd.current_dir(&bundle)
+                .env("PERFSYNC_OUT", dir.join(format!("runner-{idx}.out")))
+                .env("PERFSYNC_ERR", dir.join(format!("runner-{idx}.log")))
+                .env("PERFSYNC_PID", dir.join(format!("runner-{idx}.pid")))
+                .env("PERFSYNC_EXIT", dir.join(format!("runner-{idx}.exit")))
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            // Its own process group: stopping a run signals every process of it, and the run
+            // survives the daemon.
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            let child = cmd.spawn().map_err(|e| ExecutorError::Spawn { run: run_id.to_string(), message: format!("{}: {e}", self.k6) })?;
+            meta.pgids.push(child.id() as i32);
+            // The wrapper is reaped by a thread so it never lingers as a zombie.
+            std::thread::spawn(move || {
+                let mut child = child;
+                let _ = child.wait();
+            });
+        }
+        let meta_path = dir.join("meta.json");
+        let tmp = dir.join("meta.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).unwrap_or_default()).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &meta_path).map_err(|e| io(&meta_path, e))?;
+        Ok(RunDir { path: dir, meta })
+    }
+
+    fn load(&self, dir: &Path) -> Option<RunDir> {
+        let bytes = std::fs::read(dir.join("meta.json")).ok()?;
+        let meta: Meta = serde_json::from_slice(&bytes).ok()?;
+        Some(RunDir { path: dir.to_path_buf(), meta })
+    }
+
+    /// Runs left by an earlier process and not yet recorded.
+    pub fn leftovers(&self) -> Vec<RunDir> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let mut out: Vec<RunDir> = entries.flatten().filter_map(|e| self.load(&e.path())).filter(|d| !d.path.join("recorded").exists()).collect();
+        out.sort_by(|a, b| a.meta.start.cmp(&b.meta.start));
+        out
+    }
+
+    /// Marks a run's folder as recorded; it is then never adopted again.
+    pub fn mark_recorded(&self, dir: &RunDir) {
+        let _ = std::fs::write(dir.path.join("recorded"), b"");
+    }
+
+    fn exited(dir: &RunDir, idx: u32) -> Option<i32> {
+        std::fs::read_to_string(dir.path.join(format!("runner-{idx}.exit"))).ok().and_then(|s| s.trim().parse().ok())
+    }
+
+    fn all_exited(dir: &RunDir) -> bool {
+        (1..=dir.meta.parallelism).all(|i| Self::exited(dir, i).is_some())
+    }
+
+    fn signal(dir: &RunDir, sig: i32) {
+        for idx in 1..=dir.meta.parallelism {
+            if sig == libc::SIGKILL {
+                if let Some(pgid) = dir.meta.pgids.get(idx as usize - 1) {
+                    // SAFETY: kill(2) with a negative pid signals the run's own process group.
+                    unsafe { libc::kill(-pgid, sig) };
+                }
+            } else if let Some(pid) = std::fs::read_to_string(dir.path.join(format!("runner-{idx}.pid"))).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+                // SAFETY: signals k6 itself (the shell ignores TERM and records k6's exit code).
+                unsafe { libc::kill(pid, sig) };
+            }
+        }
+    }
+
+    /// Stops a run: SIGTERM (k6 stops gracefully and prints its summary), SIGKILL after the grace.
+    async fn stop(&self, dir: &RunDir) {
+        Self::signal(dir, libc::SIGTERM);
+        let give_up = tokio::time::Instant::now() + self.grace;
+        while !Self::all_exited(dir) && tokio::time::Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if !Self::all_exited(dir) {
+            Self::signal(dir, libc::SIGKILL);
+        }
+    }
+
+    /// Waits until the runners end, the deadline passes (stopped: `timeout`) or `cancel`
+    /// carries a reason (stopped: `aborted`), then collects exit codes and summaries.
+    pub async fn wait(&self, dir: &RunDir, mut cancel: watch::Receiver<Option<String>>) -> Collected {
+        let mut ending = Ending::Finished;
+        loop {
+            if Self::all_exited(dir) {
+                break;
+            }
+            if Utc::now() >= dir.meta.deadline {
+                self.stop(dir).await;
+                ending = Ending::Timeout;
+                break;
+            }
+            let requested = cancel.borrow().clone();
+            if let Some(why) = requested {
+                self.stop(dir).await;
+                ending = Ending::Aborted(why);
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = cancel.changed() => {}
+            }
+        }
+        let mut end = dir.meta.start;
+        let runners = (1..=dir.meta.parallelism)
+            .map(|idx| {
+                let exit_path = dir.path.join(format!("runner-{idx}.exit"));
+                if let Some(t) = std::fs::metadata(&exit_path).and_then(|m| m.modified()).ok() {
+                    end = end.max(DateTime::<Utc>::from(t));
+                }
+                let out = std::fs::read_to_string(dir.path.join(format!("runner-{idx}.out"))).unwrap_or_default();
+                let code = Self::exited(dir, idx);
+                RunnerReport {
+                    index: idx,
+                    exit_code: code,
+                    reason: code.is_none().then(|| "killed after the grace period".to_string()),
+                    summary: summary_from_output(&out),
+                }
+            })
+            .collect();
+        if end == dir.meta.start {
+            end = Utc::now();
+        }
+        Collected { runners, ending, start: dir.meta.start, end }
+    }
+
+    /// The last lines of each runner's log, for the run page.
+    pub fn log_tail(&self, run_id: &str, lines: usize) -> Vec<(u32, Vec<String>)> {
+        let dir = self.dir(run_id);
+        (1..=64)
+            .map_while(|idx| {
+                let text = std::fs::read_to_string(dir.join(format!("runner-{idx}.log"))).ok()?;
+                let all: Vec<String> = text.lines().map(str::to_string).collect();
+                Some((idx, all[all.len().saturating_sub(lines)..].to_vec()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,311 @@
+//! Runs the queue: starts what [`super::schedule::decide`] allows, follows each run to its
+//! end, hands it to the recorder, adopts runs a previous process left running, stops runs of
+//! deleted tests, and queues cron-scheduled runs.
+
+use super::local::{Collected, LocalExecutor, RunDir, StartRun};
+use super::schedule::{decide, Queued};
+use crate::config::Policy;
+use crate::record::recorder::{Finish, Recorder};
+use crate::record::runs::{self, RunRow};
+use crate::results::prometheus::Prometheus;
+use crate::results::summary::RunTrigger;
+use crate::results::{Ending, RunReport};
+use crate::spec::catalog::ResolvedTest;
+use crate::spec::Catalog;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{info, warn, Instrument};
+
+pub struct Scheduler {
+    pub pool: PgPool,
+    pub executor: Arc<LocalExecutor>,
+    pub recorder: Arc<Recorder>,
+    pub policy: Policy,
+    pub prometheus: Option<Prometheus>,
+    pub executor_name: String,
+    catalog: RwLock<Option<Arc<Catalog>>>,
+    /// Active runs: run id → (test, stop signal).
+    active: Mutex<BTreeMap<String, (String, watch::Sender<Option<String>>)>>,
+    wake: Notify,
+    last_cron_check: Mutex<DateTime<Utc>>,
+}
+
+/// What an abort request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbortOutcome {
+    Stopping,
+    AbortedQueued,
+    NotActive(String),
+    Unknown,
+}
+
+fn trigger_of(s: &str) -> RunTrigger {
+    if s.contains("manual") || s == "api" {
+        RunTrigger::Manual
+    } else if s.contains("schedule") {
+        RunTrigger::Schedule
+    } else {
+        RunTrigger::Change
+    }
+}
+
+impl Scheduler {
+    pub fn new(pool: PgPool, executor: LocalExecutor, recorder: Arc<Recorder>, policy: Policy, prometheus: Option<Prometheus>) -> Scheduler {
+        Scheduler {
+            pool,
+            executor: Arc::new(executor),
+            recorder,
+            policy,
+            prometheus,
+            executor_name: "local".into(),
+            catalog: RwLock::new(None),
+            active: Mutex::new(BTreeMap::new()),
+            wake: Notify::new(),
+            last_cron_check: Mutex::new(Utc::now()),
+        }
+    }
+
+    pub fn set_catalog(&self, c: Arc<Catalog>) {
+        if let Ok(mut g) = self.catalog.write() {
+            *g = Some(c);
+        }
+        self.wake.notify_one();
+    }
+
+    pub fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.read().ok().and_then(|g| g.clone())
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn active_runs(&self) -> Vec<(String, String)> {
+        self.active.lock().map(|a| a.iter().map(|(id, (t, _))| (id.clone(), t.clone())).collect()).unwrap_or_default()
+    }
+
+    fn valid_test(&self, name: &str) -> Option<Arc<ResolvedTest>> {
+        self.catalog()?.tests.iter().find(|t| t.name.as_deref() == Some(name)).and_then(|t| t.resolved.clone())
+    }
+
+    /// Stops an active run or aborts a queued one; `actor` goes to the audit log.
+    pub async fn abort(self: &Arc<Self>, run_id: &str, actor: &str) -> Result<AbortOutcome, crate::record::RecordError> {
+        let signalled = self.active.lock().ok().and_then(|a| a.get(run_id).map(|(_, tx)| tx.send(Some(format!("aborted by {actor}"))).is_ok()));
+        let outcome = match signalled {
+            Some(_) => AbortOutcome::Stopping,
+            None => match runs::get(&self.pool, run_id).await? {
+                None => AbortOutcome::Unknown,
+                Some(row) if row.status == "queued" => {
+                    self.end_unstarted(&row, Ending::Aborted(format!("aborted by {actor} before it started"))).await;
+                    AbortOutcome::AbortedQueued
+                }
+                Some(row) => AbortOutcome::NotActive(row.status),
+            },
+        };
+        runs::audit(&self.pool, actor, "run.abort", None, Some(run_id), serde_json::json!({"outcome": format!("{outcome:?}")})).await?;
+        Ok(outcome)
+    }
+
+    /// A run that never started still ends with a summary (no runners, no metrics).
+    async fn end_unstarted(&self, row: &RunRow, ending: Ending) {
+        let now = Utc::now();
+        let report = RunReport {
+            run_id: row.id.clone(),
+            test: row.test.clone(),
+            revision: row.revision.clone(),
+            commit: row.commit.clone(),
+            author: row.author.clone(),
+            trigger: trigger_of(&row.trigger),
+            executor: self.executor_name.clone(),
+            parallelism: 0,
+            start: now,
+            end: now,
+            ending,
+            runners: Vec::new(),
+        };
+        let f = Finish { report: &report, thresholds: &BTreeMap::new(), baseline: None, prometheus: None, tolerance: &self.policy.regression_tolerance };
+        if let Err(e) = self.recorder.finish(f).await {
+            warn!(run = %row.id, error = %e, "could not record an unstarted run");
+        }
+    }
+
+    /// The scheduler's loop. On shutdown, runs still going are left to the next process;
+    /// runs that ended finish recording first.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        self.adopt(&mut tasks, &shutdown).await;
+        loop {
+            if let Err(e) = self.tick(&mut tasks, &shutdown).await {
+                warn!(error = %e, "scheduling failed; retrying");
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    async fn adopt(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
+        for dir in self.executor.leftovers() {
+            info!(run = %dir.meta.run_id, "adopting a run left by an earlier process");
+            self.spawn_follow(tasks, dir, shutdown.clone());
+        }
+        // Runs the database thinks are running but whose folder is gone cannot be followed.
+        if let Ok(rows) = runs::running(&self.pool).await {
+            for row in rows {
+                let followed = self.active.lock().map(|a| a.contains_key(&row.id)).unwrap_or(true);
+                if !followed {
+                    self.end_unstarted(&row, Ending::Error("the run's runners were lost with an earlier process".into())).await;
+                }
+            }
+        }
+    }
+
+    async fn tick(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) -> Result<(), crate::record::RecordError> {
+        let Some(catalog) = self.catalog() else { return Ok(()) };
+        let present: BTreeSet<&str> = catalog.tests.iter().filter_map(|t| t.name.as_deref()).collect();
+        // Deleted tests: stop their active runs.
+        if let Ok(active) = self.active.lock() {
+            for (test, tx) in active.values() {
+                if !present.contains(test.as_str()) {
+                    let _ = tx.send(Some("the test was deleted".into()));
+                }
+            }
+        }
+        self.queue_cron(&catalog).await;
+        let queued = runs::queued(&self.pool).await?;
+        let mut startable = Vec::new();
+        for row in &queued {
+            if !present.contains(row.test.as_str()) {
+                self.end_unstarted(row, Ending::Aborted("the test was deleted before it ran".into())).await;
+            } else {
+                startable.push(row.clone());
+            }
+        }
+        let running: BTreeSet<String> = self.active.lock().map(|a| a.values().map(|(t, _)| t.clone()).collect()).unwrap_or_default();
+        let q: Vec<Queued> = startable.iter().map(|r| Queued { id: r.id.clone(), test: r.test.clone() }).collect();
+        let d = decide(&q, &running, self.policy.max_concurrent_runs as usize);
+        if !d.supersede.is_empty() {
+            runs::supersede(&self.pool, &d.supersede).await?;
+        }
+        for id in d.start {
+            let Some(row) = startable.iter().find(|r| r.id == id).cloned() else { continue };
+            match self.valid_test(&row.test) {
+                Some(rt) if rt.revision == row.revision => self.spawn_start(tasks, row, rt, shutdown.clone()),
+                Some(_) | None => {
+                    self.end_unstarted(&row, Ending::Aborted("the revision is no longer in the repository (or the test is invalid)".into())).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a run for every valid test whose cron schedule fired since the last check.
+    async fn queue_cron(&self, catalog: &Catalog) {
+        let now = Utc::now();
+        let since = match self.last_cron_check.lock() {
+            Ok(mut g) => std::mem::replace(&mut *g, now),
+            Err(_) => return,
+        };
+        for rt in catalog.valid_tests() {
+            let Some(expr) = &rt.test.spec.trigger.schedule else { continue };
+            if rt.test.spec.suspend {
+                continue;
+            }
+            let Ok(cron) = croner::parser::CronParser::new().parse(expr) else { continue };
+            let fired = cron.find_next_occurrence(&since, false).is_ok_and(|next| next <= now);
+            if fired {
+                let name = &rt.test.metadata.name;
+                match runs::enqueue(&self.pool, name, &rt.revision, "schedule", "perfsync (schedule)", None).await {
+                    Ok(id) => info!(run = %id, test = %name, "scheduled run queued"),
+                    Err(e) => warn!(test = %name, error = %e, "could not queue a scheduled run"),
+                }
+            }
+        }
+    }
+
+    fn spawn_start(self: &Arc<Self>, tasks: &mut JoinSet<()>, row: RunRow, rt: Arc<ResolvedTest>, shutdown: watch::Receiver<bool>) {
+        let timeout = rt.test.spec.timeout.unwrap_or(self.policy.default_timeout).as_duration();
+        let req = StartRun { run_id: &row.id, test: &rt, timeout, trigger: &row.trigger, commit: row.commit.as_deref(), author: row.author.as_deref() };
+        match self.executor.start(&req) {
+            Ok(dir) => {
+                let me = self.clone();
+                let (id, test, start) = (row.id.clone(), row.test.clone(), dir.meta.start);
+                tokio::spawn(async move {
+                    if let Err(e) = me.recorder.started(&id, &test, start).await {
+                        warn!(run = %id, error = %e, "could not record the start");
+                    }
+                });
+                self.spawn_follow(tasks, dir, shutdown);
+            }
+            Err(e) => {
+                warn!(run = %row.id, error = %e, "cannot start the run");
+                let me = self.clone();
+                tasks.spawn(async move { me.end_unstarted(&row, Ending::Error(e.to_string())).await });
+            }
+        }
+    }
+
+    fn spawn_follow(self: &Arc<Self>, tasks: &mut JoinSet<()>, dir: RunDir, mut shutdown: watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(None);
+        if let Ok(mut a) = self.active.lock() {
+            a.insert(dir.meta.run_id.clone(), (dir.meta.test.clone(), tx));
+        }
+        let me = self.clone();
+        let span = tracing::info_span!("run", run = %dir.meta.run_id, test = %dir.meta.test);
+        tasks.spawn(
+            async move {
+                let collected: Collected = tokio::select! {
+                    c = me.executor.wait(&dir, rx) => c,
+                    // Leave it running: the next process adopts it.
+                    _ = shutdown.changed() => return,
+                };
+                me.record(&dir, collected).await;
+                if let Ok(mut a) = me.active.lock() {
+                    a.remove(&dir.meta.run_id);
+                }
+                me.wake.notify_one();
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn record(&self, dir: &RunDir, c: Collected) {
+        let m = &dir.meta;
+        let report = RunReport {
+            run_id: m.run_id.clone(),
+            test: m.test.clone(),
+            revision: m.revision.clone(),
+            commit: m.commit.clone(),
+            author: m.author.clone(),
+            trigger: trigger_of(&m.trigger),
+            executor: self.executor_name.clone(),
+            parallelism: m.parallelism,
+            start: c.start,
+            end: c.end,
+            ending: c.ending,
+            runners: c.runners,
+        };
+        let f = Finish {
+            report: &report,
+            thresholds: &m.spec.thresholds,
+            baseline: m.spec.baseline.as_deref(),
+            prometheus: self.prometheus.as_ref(),
+            tolerance: &self.policy.regression_tolerance,
+        };
+        match self.recorder.finish(f).await {
+            Ok(s) => {
+                info!(status = s.status.as_str(), p95 = ?s.p95_ms(), "run recorded");
+                self.executor.mark_recorded(dir);
+            }
+            Err(e) => warn!(error = %e, "recording failed; the run is adopted again at the next start"),
+        }
+    }
+}

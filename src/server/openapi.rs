@@ -1,0 +1,73 @@
+//! The OpenAPI document of `/api/v1` and the webhooks, served at `/api/v1/openapi.json`;
+//! `perfsync openapi` prints it and `schemas/openapi.json` is the checked-in copy.
+
+use serde_json::{json, Value};
+
+fn err() -> Value {
+    json!({"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn ok(desc: &str, schema: Value) -> Value {
+    json!({"description": desc, "content": {"application/json": {"schema": schema}}})
+}
+
+pub fn document() -> Value {
+    let secured = json!([{"bearer": []}]);
+    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let hook = |provider: &str, header: &str| {
+        json!({"post": {
+            "summary": format!("{provider} push webhook"),
+            "parameters": [{"name": header, "in": "header", "required": true, "schema": {"type": "string"}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "responses": {"200": ok("Ping answered", json!({"type": "object"})), "202": ok("Sync queued, or event ignored", json!({"type": "object"})),
+                "400": err(), "401": err(), "404": err(), "413": {"description": "Body over 1 MiB"}}
+        }})
+    };
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "perfsync", "version": env!("CARGO_PKG_VERSION"), "description": "GitOps for k6 load tests: status, tests, runs, manual runs, aborts, syncs."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Run": {"type": "object", "required": ["id", "test", "revision", "status"], "properties": {
+                    "id": {"type": "string"}, "test": {"type": "string"}, "revision": {"type": "string"}, "reason": {"type": "string"},
+                    "trigger": {"type": "string"}, "status": {"type": "string"}, "commit": {"type": "string", "nullable": true},
+                    "author": {"type": "string", "nullable": true}, "createdAt": {"type": "string", "format": "date-time"},
+                    "startedAt": {"type": "string", "format": "date-time", "nullable": true}, "endedAt": {"type": "string", "format": "date-time", "nullable": true},
+                    "summary": {"type": "object", "nullable": true, "description": "RunSummary (schemas/runsummary.schema.json)"}}},
+                "Test": {"type": "object", "required": ["name", "file", "valid"], "properties": {
+                    "name": {"type": "string"}, "file": {"type": "string"}, "valid": {"type": "boolean"}, "revision": {"type": "string", "nullable": true},
+                    "errors": {"type": "array", "items": {"type": "object"}}, "lastRun": {"type": "object", "nullable": true}}}
+            }
+        },
+        "paths": {
+            "/healthz": {"get": {"summary": "Alive", "responses": {"200": ok("Alive", json!({"type": "object"}))}}},
+            "/readyz": {"get": {"summary": "Database reachable and last sync not failing", "responses": {"200": ok("Ready", json!({"type": "object"})), "503": ok("Not ready", json!({"type": "object"}))}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}}}},
+            "/api/v1/status": {"get": {"summary": "Sync state, active and queued runs", "security": secured, "responses": {"200": ok("Status", json!({"type": "object"})), "401": err()}}},
+            "/api/v1/tests": {"get": {"summary": "Every test with its last verdict", "security": secured, "responses": {"200": ok("Tests", json!({"type": "array", "items": {"$ref": "#/components/schemas/Test"}})), "401": err()}}},
+            "/api/v1/tests/{name}": {"get": {"summary": "One test, its errors and history", "security": secured, "parameters": [name], "responses": {"200": ok("Test", json!({"$ref": "#/components/schemas/Test"})), "401": err(), "404": err()}}},
+            "/api/v1/tests/{name}/runs": {"post": {"summary": "Queue a manual run of the test's current revision", "security": secured, "parameters": [name],
+                "responses": {"202": ok("Queued", json!({"type": "object", "properties": {"run": {"type": "string"}, "status": {"type": "string"}}})), "401": err(), "404": err(), "409": err()}}},
+            "/api/v1/runs": {"get": {"summary": "Recent runs", "security": secured,
+                "parameters": [{"name": "test", "in": "query", "schema": {"type": "string"}}, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                "responses": {"200": ok("Runs", json!({"type": "array", "items": {"$ref": "#/components/schemas/Run"}})), "401": err()}}},
+            "/api/v1/runs/{id}": {"get": {"summary": "One run with its summary", "security": secured, "parameters": [id], "responses": {"200": ok("Run", json!({"$ref": "#/components/schemas/Run"})), "401": err(), "404": err()}}},
+            "/api/v1/runs/{id}/abort": {"post": {"summary": "Stop an active run, or abort a queued one", "security": secured, "parameters": [id],
+                "responses": {"200": ok("Aborted before it started", json!({"type": "object"})), "202": ok("Stopping", json!({"type": "object"})), "401": err(), "404": err(), "409": err()}}},
+            "/api/v1/sync": {"post": {"summary": "Sync now", "security": secured, "responses": {"202": ok("Sync queued", json!({"type": "object"})), "401": err()}}},
+            "/hooks/github": hook("GitHub", "X-Hub-Signature-256"),
+            "/hooks/gitlab": hook("GitLab", "X-Gitlab-Token"),
+            "/hooks/gitea": hook("Gitea", "X-Gitea-Signature"),
+            "/hooks/generic": hook("Generic HMAC", "X-Perfsync-Signature")
+        }
+    })
+}
+
+pub fn document_text() -> String {
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_default();
+    s.push('\n');
+    s
+}
