@@ -79,6 +79,7 @@ impl Remote {
             .args([
                 "--reuseaddr",
                 "--export-all",
+                "--enable=receive-pack",
                 "--listen=127.0.0.1",
                 &format!("--port={port}"),
                 &format!("--base-path={}", base.display()),

@@ -1,0 +1,157 @@
+//! The whole loop on the local executor, as processes: a git remote on loopback, a commit that
+//! adds a test, a GitHub webhook, a real k6 run against a loopback target, the verdict, the row
+//! in PostgreSQL, the results commit on the remote, the status page and the API.
+
+mod support;
+
+use perfsync::server::hooks::sign;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::parts::*;
+use support::*;
+
+const SECRET: &str = "hook-secret-e2e";
+const TOKEN: &str = "api-token-e2e";
+
+struct Daemon {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
+    let child = Command::new(env!("CARGO_BIN_EXE_perfsync"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("PERFSYNC_DATABASE_URL", db_url)
+        .env("E2E_HOOK_SECRET", SECRET)
+        .env("E2E_API_TOKEN", TOKEN)
+        .env("PERFSYNC_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Daemon { child, addr: format!("127.0.0.1:{port}").parse().unwrap() }
+}
+
+fn write_config(dir: &std::path::Path, repo: &str, port: u16) -> std::path::PathBuf {
+    let cfg = dir.join("perfsync.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "repository:\n  url: {repo}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 2\nexecutor:\n  kind: local\nresults:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn smoke(name: &str, target: std::net::SocketAddr, duration: &str, threshold: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            format!("tests/{name}/perftest.yaml"),
+            format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: {name}\nspec:\n  script: script.js\n  targets: [http://{target}]\n  load: {{vus: 2, duration: {duration}}}\n  thresholds:\n    http_req_duration: ['{threshold}']\n  env:\n    BASE_URL: http://{target}\n  timeout: 2m\n"),
+        ),
+        (format!("tests/{name}/script.js"), "import http from 'k6/http';\nimport { check, sleep } from 'k6';\nexport default function () {\n  check(http.get(`${__ENV.BASE_URL}/api/items`), { 'is 200': (r) => r.status === 200 });\n  sleep(0.05);\n}\n".into()),
+    ]
+}
+
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(what: &str, secs: u64, mut f: impl FnMut() -> F) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status_page() {
+    if !k6_available() {
+        return;
+    }
+    let target = demo_target().await;
+    let mut remote = Remote::new();
+    let url = remote.serve(None);
+    remote.commit(&[("README.md", Some("load tests"))], "empty");
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(dir.path(), &url, port);
+    let mut daemon = start_daemon(&cfg, &db.url, port);
+    wait_for("the baseline sync", 30, || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state").fetch_optional(&pool).await.ok().flatten().flatten()
+    })
+    .await;
+
+    let files = smoke("smoke", target, "2s", "p(95)<2000");
+    let head = remote.commit(&files.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "add smoke test");
+    let body = serde_json::json!({"ref": "refs/heads/main", "after": head, "repository": {"full_name": "qa/load-tests"}}).to_string();
+    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
+    let (status, _) = http(daemon.addr, "POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)], body.as_bytes()).await;
+    assert_eq!(status, 202);
+
+    let (run_id, verdict): (String, String) = wait_for("the run's result", 90, || async {
+        sqlx::query_as::<_, (String, String)>("SELECT run_id, status FROM test_results WHERE test_id = 'smoke'").fetch_optional(&pool).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(verdict, "succeeded");
+    let author: Option<String> = sqlx::query_scalar("SELECT author FROM test_runs WHERE id = $1").bind(&run_id).fetch_one(&pool).await.unwrap();
+    assert_eq!(author.as_deref(), Some("Ada Tester <ada@example.com>"));
+    let summary: serde_json::Value = sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1").bind(&run_id).fetch_one(&pool).await.unwrap();
+    assert!(summary["metrics"]["http_reqs"]["values"]["count"].as_f64().unwrap() > 10.0, "k6 really hit the target");
+
+    // The results commit on the remote, by the configured author.
+    let pushed = wait_for("the results commit", 30, || async {
+        let out = Command::new("git").args(["show", &format!("main:results/smoke/{run_id}.json")]).current_dir(&remote.bare).output().ok()?;
+        out.status.success().then_some(())
+    })
+    .await;
+    let _ = pushed;
+    let author = git(&remote.bare, &["log", "-1", "--format=%an", "main"]);
+    assert_eq!(author, "perfsync-bot");
+
+    // The status page and the API show it.
+    let (status, html) = http(daemon.addr, "GET", "/", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("smoke") && html.contains("succeeded") && html.contains("<svg"), "{html}");
+    let (status, run_html) = http(daemon.addr, "GET", &format!("/runs/{run_id}"), &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(run_html.contains("p(95)&lt;2000") && run_html.contains("pass"), "{run_html}");
+    let (status, _) = http(daemon.addr, "GET", "/api/v1/runs", &[], b"").await;
+    assert_eq!(status, 401, "the API needs the token");
+    let auth = format!("Bearer {TOKEN}");
+    let (status, runs) = http(daemon.addr, "GET", "/api/v1/runs?test=smoke", &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 200);
+    let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
+    assert_eq!(runs[0]["id"], run_id.as_str());
+
+    // A manual run through the API, then aborted through the API.
+    let long = smoke("smoke", target, "60s", "p(95)<2000");
+    let head = remote.commit(&long.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "longer");
+    let (status, _) = http(daemon.addr, "POST", "/api/v1/sync", &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 202);
+    let running: String = wait_for("the longer run to start", 60, || async {
+        sqlx::query_scalar::<_, String>("SELECT id FROM test_runs WHERE status = 'running' AND commit = $1").bind(&head).fetch_optional(&pool).await.ok().flatten()
+    })
+    .await;
+    let (status, manual) = http(daemon.addr, "POST", "/api/v1/tests/smoke/runs", &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 202, "{manual}");
+    let manual_id = serde_json::from_str::<serde_json::Value>(&manual).unwrap()["run"].as_str().unwrap().to_string();
+    let (status, _) = http(daemon.addr, "POST", &format!("/api/v1/runs/{running}/abort"), &[("Authorization", &auth)], b"").await;
+    assert_eq!(status, 202);
+    let aborted: String = wait_for("the aborted run's result", 60, || async {
+        sqlx::query_scalar::<_, String>("SELECT status FROM test_results WHERE run_id = $1").bind(&running).fetch_optional(&pool).await.ok().flatten()
+    })
+    .await;
+    assert_eq!(aborted, "aborted");
+    let (status, _) = http(daemon.addr, "POST", &format!("/api/v1/runs/{manual_id}/abort"), &[("Authorization", &auth)], b"").await;
+    assert!(status == 200 || status == 202, "the manual run is aborted queued or running: {status}");
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor LIKE 'api%'").fetch_one(&pool).await.unwrap();
+    assert!(audited >= 3, "sync, manual run and aborts are audited");
+
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+    db.drop_schema().await;
+}
