@@ -317,12 +317,15 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
     result
 }
 
-/// Turns SIGTERM and SIGINT into a stop signal.
+/// Turns SIGTERM and SIGINT into a stop signal. The handlers are installed before this
+/// returns, so a signal arriving during start-up is a clean stop too.
 pub fn stop_on_signals() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
                 Ok(mut s) => {
                     s.recv().await;
                 }
@@ -330,8 +333,8 @@ pub fn stop_on_signals() -> watch::Receiver<bool> {
             }
         };
         tokio::select! {
-            _ = term => {},
-            _ = tokio::signal::ctrl_c() => {},
+            _ = wait(term) => {},
+            _ = wait(int) => {},
         }
         info!("stopping on signal");
         let _ = tx.send(true);

@@ -19,6 +19,8 @@ struct Daemon {
 }
 
 fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
+    // Each daemon's log goes beside its config, for a failing test to be read.
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(cfg.with_file_name("daemon.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_perfsync"))
         .args(["serve", "--config", cfg.to_str().unwrap()])
         .env("PERFSYNC_DATABASE_URL", db_url)
@@ -26,7 +28,7 @@ fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
         .env("E2E_API_TOKEN", TOKEN)
         .env("PERFSYNC_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     Daemon { child, addr: format!("127.0.0.1:{port}").parse().unwrap() }
@@ -62,7 +64,15 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(what: &str, sec
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("timed out waiting for {what}");
+    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("daemon.log"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    let tail: String = logs.iter().flat_map(|l| l.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev()).collect::<Vec<_>>().join("\n");
+    panic!("timed out waiting for {what}; daemon logs:\n{tail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,5 +163,76 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
 
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactly_once() {
+    if !k6_available() {
+        return;
+    }
+    let target = demo_target().await;
+    let mut remote = Remote::new();
+    let url = remote.serve(None);
+    let files = smoke("chaos", target, "1s", "p(95)<2000");
+    remote.commit(&files.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "baseline");
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(dir.path(), &url, port);
+    eprintln!("daemon log: {}", cfg.with_file_name("daemon.log").display());
+    let mut d = start_daemon(&cfg, &db.url, port);
+    wait_for("the baseline sync", 30, || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state").fetch_optional(&pool).await.ok().flatten().flatten()
+    })
+    .await;
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    for round in 0..20u64 {
+        let changed = smoke("chaos", target, "1s", &format!("p(95)<{}", 2000 + round));
+        remote.commit(&changed.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), &format!("round {round}"));
+        let before = git(&remote.bare, &["rev-parse", "main"]);
+        let mut d = start_daemon(&cfg, &db.url, port);
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3000))).await;
+        let _ = d.child.kill();
+        let _ = d.child.wait();
+        let after = git(&remote.bare, &["rev-parse", "main"]);
+        eprintln!("ROUND {round}: {}", git(&remote.bare, &["log", "--format=%h %an %s", "-2", "main"]).replace('\n', " | "));
+        let ff = std::process::Command::new("git").args(["merge-base", "--is-ancestor", &before, &after]).current_dir(&remote.bare).status().unwrap().success();
+        assert!(ff, "round {round}: main moved from {before} to {after} without keeping it:\n{}", git(&remote.bare, &["log", "--format=%h %an %s %p", "-3", &after]));
+    }
+    // One last daemon, left to settle everything.
+    let mut d = start_daemon(&cfg, &db.url, port);
+    let head = remote.head();
+    wait_for("every run to end and be pushed", 180, || async {
+        let synced: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state").fetch_one(&pool).await.ok().flatten();
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE status IN ('queued', 'running')").fetch_one(&pool).await.ok()?;
+        let unpushed: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results WHERE git_commit IS NULL").fetch_one(&pool).await.ok()?;
+        (synced.as_deref() == Some(head.as_str()) && open == 0 && unpushed == 0).then_some(())
+    })
+    .await;
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    let code = d.child.wait().unwrap().code();
+    let daemon_log = std::fs::read_to_string(cfg.with_file_name("daemon.log")).unwrap_or_default();
+    let tail: Vec<&str> = daemon_log.lines().rev().take(12).collect();
+    assert_eq!(code, Some(0), "{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+
+    let runs: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM test_runs ORDER BY created_at").fetch_all(&pool).await.unwrap();
+    assert!(!runs.is_empty());
+    let ended = ["succeeded", "failed", "error", "timeout", "aborted", "superseded"];
+    assert!(runs.iter().all(|(_, s)| ended.contains(&s.as_str())), "{runs:?}");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results").fetch_one(&pool).await.unwrap();
+    let expected = runs.iter().filter(|(_, s)| s != "superseded").count() as i64;
+    assert_eq!(recorded, expected, "every run that started (or was aborted) has exactly one result: {runs:?}");
+    let files = git(&remote.bare, &["ls-tree", "-r", "--name-only", "main", "results/chaos"]);
+    let json_files = files.lines().filter(|l| l.ends_with(".json")).count() as i64;
+    let daemon_log = std::fs::read_to_string(cfg.with_file_name("daemon.log")).unwrap_or_default();
+    let pushed: Vec<&str> = daemon_log.lines().filter(|l| l.contains("results pushed") || l.contains("write-back") || l.contains("refused")).collect();
+    let _ = pushed;
+    let log = git(&remote.bare, &["log", "--format=%h %an %s", "--stat=200", "main", "--", "results"]);
+    assert_eq!(json_files, recorded, "one results file per recorded run:\n{log}");
+    let last: String = sqlx::query_scalar("SELECT status FROM test_runs ORDER BY created_at DESC LIMIT 1").fetch_one(&pool).await.unwrap();
+    assert_ne!(last, "superseded", "the newest revision always runs");
     db.drop_schema().await;
 }

@@ -310,14 +310,17 @@ fn sample(run: &str, end_offset_s: i64, p95: f64) -> RunSummary {
 
 struct Setup {
     remote: Remote,
+    url: String,
     db: TestDb,
     pool: sqlx::PgPool,
     state: tempfile::TempDir,
 }
 
 async fn setup() -> Setup {
-    let remote = Remote::new();
+    let mut remote = Remote::new();
     remote.commit(&as_files(&tests_files(1)), "initial");
+    // Pushed over git:// to a `git daemon`, as to a real remote.
+    let url = remote.serve(None);
     let db = TestDb::new().await;
     let pool = db.pool().await;
     // Runs must exist for their results to update; the sync plans them.
@@ -331,6 +334,7 @@ async fn setup() -> Setup {
     }
     Setup {
         remote,
+        url,
         db,
         pool,
         state: tempfile::tempdir().unwrap(),

@@ -126,6 +126,9 @@ impl LocalExecutor {
         let mut env: Vec<(String, String)> = rt.test.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.extend(secret_env(rt));
         env.extend(self.extra_env.iter().cloned());
+        // The folder is claimed before any runner starts, so a crash in between leaves a run
+        // that is adopted (its runners found lost) rather than one started twice.
+        self.write_meta(&dir, &meta)?;
         for i in 0..n {
             let idx = i + 1;
             let mut cmd = std::process::Command::new("sh");
@@ -160,11 +163,15 @@ impl LocalExecutor {
                 let _ = child.wait();
             });
         }
+        self.write_meta(&dir, &meta)?;
+        Ok(RunDir { path: dir, meta })
+    }
+
+    fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), ExecutorError> {
         let meta_path = dir.join("meta.json");
         let tmp = dir.join("meta.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&meta).unwrap_or_default()).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &meta_path).map_err(|e| io(&meta_path, e))?;
-        Ok(RunDir { path: dir, meta })
+        std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default()).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, &meta_path).map_err(|e| io(&meta_path, e))
     }
 
     fn load(&self, dir: &Path) -> Option<RunDir> {
@@ -190,8 +197,27 @@ impl LocalExecutor {
         std::fs::read_to_string(dir.path.join(format!("runner-{idx}.exit"))).ok().and_then(|s| s.trim().parse().ok())
     }
 
+    /// A runner that will never write an exit code: it never started (no pid a few seconds
+    /// after the run began), or its k6 is gone without its wrapper recording an exit.
+    fn lost(dir: &RunDir, idx: u32) -> bool {
+        let pid_file = dir.path.join(format!("runner-{idx}.pid"));
+        let age = Utc::now() - dir.meta.start;
+        match std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+            None => age > chrono::Duration::seconds(10),
+            Some(pid) => {
+                // SAFETY: signal 0 only checks that the process exists.
+                let alive = unsafe { libc::kill(pid, 0) } == 0;
+                !alive && std::fs::metadata(&pid_file).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5)) && {
+                    // Give the wrapper a moment to write the code after k6 ended.
+                    std::thread::sleep(Duration::from_millis(300));
+                    Self::exited(dir, idx).is_none()
+                }
+            }
+        }
+    }
+
     fn all_exited(dir: &RunDir) -> bool {
-        (1..=dir.meta.parallelism).all(|i| Self::exited(dir, i).is_some())
+        (1..=dir.meta.parallelism).all(|i| Self::exited(dir, i).is_some() || Self::lost(dir, i))
     }
 
     fn signal(dir: &RunDir, sig: i32) {
@@ -256,7 +282,7 @@ impl LocalExecutor {
                 RunnerReport {
                     index: idx,
                     exit_code: code,
-                    reason: code.is_none().then(|| "killed after the grace period".to_string()),
+                    reason: code.is_none().then(|| "the runner was lost (killed, or never started)".to_string()),
                     summary: summary_from_output(&out),
                 }
             })

@@ -232,6 +232,9 @@ impl Scheduler {
     }
 
     fn spawn_start(self: &Arc<Self>, tasks: &mut JoinSet<()>, row: RunRow, rt: Arc<ResolvedTest>, shutdown: watch::Receiver<bool>) {
+        if self.active.lock().map(|a| a.contains_key(&row.id)).unwrap_or(true) {
+            return; // already followed (adopted)
+        }
         let timeout = rt.test.spec.timeout.unwrap_or(self.policy.default_timeout).as_duration();
         let req = StartRun { run_id: &row.id, test: &rt, timeout, trigger: &row.trigger, commit: row.commit.as_deref(), author: row.author.as_deref() };
         match self.executor.start(&req) {

@@ -74,7 +74,13 @@ fn git_err(url: &str, what: &str, e: git2::Error) -> SourceError {
 impl GitSource {
     /// `state_dir/repos/<hash of url>` holds the bare clone.
     pub fn new(url: &str, branch: &str, state_dir: &Path, auth: GitAuth) -> GitSource {
-        let digest = Sha256::digest(url.as_bytes());
+        GitSource::for_purpose(url, branch, state_dir, auth, "")
+    }
+
+    /// A clone of its own for one purpose (the results write-back), so that it never contends
+    /// with the sync's fetches for the same lock files.
+    pub fn for_purpose(url: &str, branch: &str, state_dir: &Path, auth: GitAuth, purpose: &str) -> GitSource {
+        let digest = Sha256::digest(format!("{url}\0{purpose}").as_bytes());
         let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         GitSource {
             url: url.to_string(),

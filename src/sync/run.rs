@@ -18,6 +18,7 @@ pub async fn sync_loop(
     outcomes: Option<mpsc::Sender<SyncOutcome>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut failures: u32 = 0;
     loop {
         let batch = tokio::select! {
             b = triggers.next() => b,
@@ -33,9 +34,19 @@ pub async fn sync_loop(
         let trigger = describe(&batch);
         let span = tracing::info_span!("sync", trigger = %trigger);
         let result = syncer.sync(&trigger).instrument(span).await;
-        health
-            .last_sync_failed
-            .store(result.is_err(), Ordering::Relaxed);
+        health.last_sync_failed.store(result.is_err(), Ordering::Relaxed);
+        // A failed sync is retried on its own, with backoff, whatever else triggers syncs.
+        if result.is_err() {
+            failures = failures.saturating_add(1);
+            let delay = Duration::from_secs((2u64 << failures.min(5)).min(60));
+            let t = triggers.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                t.fire("retry", None);
+            });
+        } else {
+            failures = 0;
+        }
         if let (Ok(outcome), Some(tx)) = (result, &outcomes) {
             if tx.send(outcome).await.is_err() {
                 return;
