@@ -5,10 +5,15 @@ set -euo pipefail
 
 # git2 builds libgit2 with HTTPS through the system OpenSSL; the ssh:// tests start a
 # real sshd on loopback.
-# real sshd on loopback; the results tests start Debian's Prometheus.
-if ! dpkg -s libssl-dev pkg-config openssh-server prometheus >/dev/null 2>&1; then
-  echo "setup: installing libssl-dev, pkg-config, openssh-server and prometheus"
-  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config openssh-server prometheus >/dev/null
+# real sshd on loopback; the results tests start Debian's Prometheus; the status page is
+# checked in Debian's headless Chromium.
+need=()
+for p in libssl-dev pkg-config openssh-server prometheus chromium; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 if ! k6 version 2>/dev/null | grep -q 'v1.1.0'; then

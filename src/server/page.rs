@@ -145,7 +145,7 @@ async fn run_page(state: Arc<AppState>, id: String) -> Response {
         esc(&row.id),
         esc(&row.test),
         esc(crate::spec::revision::short(&row.revision)),
-        row.commit.as_deref().map_or("–".to_string(), |c| commit_link(state.repository_url.as_deref(), c)),
+        row.commit.clone().or_else(|| summary.as_ref().and_then(|s| s.run.commit.clone())).as_deref().map_or("–".to_string(), |c| commit_link(state.repository_url.as_deref(), c)),
         esc(&row.trigger),
         verdict_class(&status),
         esc(&status),
