@@ -3,9 +3,9 @@
 //! and the daemon's overhead on top of a plain `k6 run` of the same script.
 //! Needs PostgreSQL (127.0.0.1:5432) and k6 on PATH.
 
+mod generate;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod generate;
 
 use perfsync::server::hooks::sign;
 use std::sync::{Arc, Mutex};
@@ -18,7 +18,13 @@ const ROUNDS: usize = 5;
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()).unwrap_or(0.0) / 1024.0
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }
 
 fn spec(name: &str, target: std::net::SocketAddr) -> String {
@@ -72,30 +78,54 @@ async fn main() {
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let started = Instant::now();
     loop {
-        let c: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state").fetch_optional(&pool).await.ok().flatten().flatten();
+        let c: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten();
         if c.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("daemon start to first sync of {TESTS} tests (clone, validate, record): {:.2} s", started.elapsed().as_secs_f64());
+    println!(
+        "daemon start to first sync of {TESTS} tests (clone, validate, record): {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
-    println!("idle memory with {TESTS} tests: {:.1} MiB RSS", rss_mib(child.id()));
+    println!(
+        "idle memory with {TESTS} tests: {:.1} MiB RSS",
+        rss_mib(child.id())
+    );
 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut latencies = Vec::new();
     let mut daemon_walls = Vec::new();
     for i in 0..ROUNDS {
         let name = format!("test-{i}");
-        let d = remote.work.join(format!("tests/group-{:02}/test-{i}", i % 100));
-        std::fs::write(d.join("perftest.yaml"), spec(&name, target)).unwrap();
-        std::fs::write(d.join("script.js"), format!("{SCRIPT}// {i}\n")).unwrap();
-        let head = remote.commit(&[], &format!("point {name} at the bench target"));
+        let d = format!("tests/group-{:02}/test-{i}", i % 100);
+        let (spec_text, script_text) = (spec(&name, target), format!("{SCRIPT}// {i}\n"));
+        let (spec_path, script_path) = (format!("{d}/perftest.yaml"), format!("{d}/script.js"));
+        let head = remote.commit(
+            &[
+                (spec_path.as_str(), Some(spec_text.as_str())),
+                (script_path.as_str(), Some(script_text.as_str())),
+            ],
+            &format!("point {name} at the bench target"),
+        );
         *first_hit.lock().unwrap() = None;
         let body = format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{head}\"}}");
         let sig = format!("sha256={}", sign("s", body.as_bytes()));
         let t = Instant::now();
-        let (status, _) = http(addr, "POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)], body.as_bytes()).await;
+        let (status, _) = http(
+            addr,
+            "POST",
+            "/hooks/github",
+            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+            body.as_bytes(),
+        )
+        .await;
         assert_eq!(status, 202);
         loop {
             if let Some(hit) = *first_hit.lock().unwrap() {
@@ -105,7 +135,13 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         loop {
-            let done: Option<String> = sqlx::query_scalar("SELECT status FROM test_results WHERE test_id = $1").bind(&name).fetch_optional(&pool).await.ok().flatten();
+            let done: Option<String> =
+                sqlx::query_scalar("SELECT status FROM test_results WHERE test_id = $1")
+                    .bind(&name)
+                    .fetch_optional(&pool)
+                    .await
+                    .ok()
+                    .flatten();
             if done.is_some() {
                 daemon_walls.push(t.elapsed());
                 break;
@@ -127,7 +163,16 @@ async fn main() {
     for _ in 0..ROUNDS {
         let t = Instant::now();
         let ok = std::process::Command::new("k6")
-            .args(["run", "--quiet", "--no-usage-report", "--vus", "1", "--duration", "3s", "script.js"])
+            .args([
+                "run",
+                "--quiet",
+                "--no-usage-report",
+                "--vus",
+                "1",
+                "--duration",
+                "3s",
+                "script.js",
+            ])
             .env("BASE_URL", format!("http://{target}"))
             .current_dir(plain_dir.path())
             .stdout(std::process::Stdio::null())
@@ -140,7 +185,10 @@ async fn main() {
     }
     plain.sort();
     daemon_walls.sort();
-    let (p, d) = (plain[ROUNDS / 2].as_secs_f64(), daemon_walls[ROUNDS / 2].as_secs_f64());
+    let (p, d) = (
+        plain[ROUNDS / 2].as_secs_f64(),
+        daemon_walls[ROUNDS / 2].as_secs_f64(),
+    );
     println!("plain `k6 run` of the 3 s script: median {p:.2} s; through perfsync (webhook to recorded result): median {d:.2} s; overhead {:.2} s", d - p);
     let _ = child.kill();
     let _ = child.wait();

@@ -2,14 +2,14 @@
 //! them ends while the daemon is not shutting down, the daemon exits instead of limping.
 
 use crate::config::{Config, ConfigError};
-use crate::metrics::Metrics;
 use crate::executor::local::LocalExecutor;
 use crate::executor::scheduler::Scheduler;
+use crate::metrics::Metrics;
 use crate::record::git_results::ResultsGit;
-use crate::results::prometheus::Prometheus;
 use crate::record::grafana::Grafana;
 use crate::record::recorder::Recorder;
 use crate::record::{db, RecordError};
+use crate::results::prometheus::Prometheus;
 use crate::server::{self, AppState, Health};
 use crate::source::git::GitSource;
 use crate::sync::run::{poll_loop, sync_loop};
@@ -52,25 +52,48 @@ pub struct Parts {
 }
 
 /// The scheduler with the configured executor.
-pub fn scheduler(config: &Config, pool: sqlx::PgPool, recorder: Arc<Recorder>) -> Result<Scheduler, DaemonError> {
+pub fn scheduler(
+    config: &Config,
+    pool: sqlx::PgPool,
+    recorder: Arc<Recorder>,
+) -> Result<Scheduler, DaemonError> {
     if config.executor.kind == crate::config::ExecutorKind::Kubernetes {
         return Err(DaemonError::ExecutorUnavailable);
     }
     let mut extra_env = Vec::new();
     if let Some(p) = &config.prometheus {
-        let rw = p.remote_write_url.clone().unwrap_or_else(|| format!("{}/api/v1/write", p.url.trim_end_matches('/')));
+        let rw = p
+            .remote_write_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/api/v1/write", p.url.trim_end_matches('/')));
         extra_env.push(("K6_PROMETHEUS_RW_SERVER_URL".to_string(), rw));
-        extra_env.push(("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM".to_string(), "true".to_string()));
-        extra_env.push(("K6_PROMETHEUS_RW_TREND_STATS".to_string(), "p(95),p(99),min,max,avg".to_string()));
+        extra_env.push((
+            "K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM".to_string(),
+            "true".to_string(),
+        ));
+        extra_env.push((
+            "K6_PROMETHEUS_RW_TREND_STATS".to_string(),
+            "p(95),p(99),min,max,avg".to_string(),
+        ));
     }
     let executor = LocalExecutor {
-        k6: config.executor.k6_binary.clone().unwrap_or_else(|| "k6".into()),
+        k6: config
+            .executor
+            .k6_binary
+            .clone()
+            .unwrap_or_else(|| "k6".into()),
         root: Path::new(&config.state_dir).join("runs"),
         extra_env,
         grace: std::time::Duration::from_secs(10),
     };
     let prometheus = config.prometheus.as_ref().map(|p| Prometheus::new(&p.url));
-    Ok(Scheduler::new(pool, executor, recorder, config.policy.clone(), prometheus))
+    Ok(Scheduler::new(
+        pool,
+        executor,
+        recorder,
+        config.policy.clone(),
+        prometheus,
+    ))
 }
 
 /// The recorder of results: database always, git write-back and Grafana as configured.
@@ -179,12 +202,26 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         scheduler: Some(scheduler.clone()),
         repository_url: Some(crate::source::git::redact_url(&repo_url)),
     });
-    Ok(Parts { config, syncer, state, listener, recorder, scheduler })
+    Ok(Parts {
+        config,
+        syncer,
+        state,
+        listener,
+        recorder,
+        scheduler,
+    })
 }
 
 /// Runs until SIGTERM or SIGINT (then `Ok`) or until a task dies (then `Err`).
 pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), DaemonError> {
-    let Parts { config, syncer, state, listener, recorder, scheduler } = parts;
+    let Parts {
+        config,
+        syncer,
+        state,
+        listener,
+        recorder,
+        scheduler,
+    } = parts;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let mut tasks: JoinSet<&'static str> = JoinSet::new();
     info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");

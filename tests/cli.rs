@@ -199,9 +199,17 @@ fn the_checked_in_openapi_document_is_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = perfsync(&["openapi"]);
     let checked_in = std::fs::read_to_string(root.join("schemas/openapi.json")).unwrap_or_default();
-    assert!(checked_in == String::from_utf8_lossy(&out.stdout), "schemas/openapi.json is stale: run `perfsync openapi > schemas/openapi.json`");
+    assert!(
+        checked_in == String::from_utf8_lossy(&out.stdout),
+        "schemas/openapi.json is stale: run `perfsync openapi > schemas/openapi.json`"
+    );
     let v: serde_json::Value = serde_json::from_str(&checked_in).unwrap();
-    for path in ["/api/v1/status", "/api/v1/tests/{name}/runs", "/api/v1/runs/{id}/abort", "/hooks/github"] {
+    for path in [
+        "/api/v1/status",
+        "/api/v1/tests/{name}/runs",
+        "/api/v1/runs/{id}/abort",
+        "/hooks/github",
+    ] {
         assert!(v["paths"].get(path).is_some(), "{path}");
     }
 }

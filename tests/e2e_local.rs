@@ -20,7 +20,11 @@ struct Daemon {
 
 fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
     // Each daemon's log goes beside its config, for a failing test to be read.
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(cfg.with_file_name("daemon.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cfg.with_file_name("daemon.log"))
+        .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_perfsync"))
         .args(["serve", "--config", cfg.to_str().unwrap()])
         .env("PERFSYNC_DATABASE_URL", db_url)
@@ -31,7 +35,10 @@ fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
         .stderr(log)
         .spawn()
         .unwrap();
-    Daemon { child, addr: format!("127.0.0.1:{port}").parse().unwrap() }
+    Daemon {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
 }
 
 fn write_config(dir: &std::path::Path, repo: &str, port: u16) -> std::path::PathBuf {
@@ -47,7 +54,12 @@ fn write_config(dir: &std::path::Path, repo: &str, port: u16) -> std::path::Path
     cfg
 }
 
-fn smoke(name: &str, target: std::net::SocketAddr, duration: &str, threshold: &str) -> Vec<(String, String)> {
+fn smoke(
+    name: &str,
+    target: std::net::SocketAddr,
+    duration: &str,
+    threshold: &str,
+) -> Vec<(String, String)> {
     vec![
         (
             format!("tests/{name}/perftest.yaml"),
@@ -57,7 +69,11 @@ fn smoke(name: &str, target: std::net::SocketAddr, duration: &str, threshold: &s
     ]
 }
 
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(what: &str, secs: u64, mut f: impl FnMut() -> F) -> T {
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) -> T {
     for _ in 0..secs * 10 {
         if let Some(v) = f().await {
             return v;
@@ -71,7 +87,18 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(what: &str, sec
         .map(|e| e.path().join("daemon.log"))
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
-    let tail: String = logs.iter().flat_map(|l| l.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev()).collect::<Vec<_>>().join("\n");
+    let tail: String = logs
+        .iter()
+        .flat_map(|l| {
+            l.lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     panic!("timed out waiting for {what}; daemon logs:\n{tail}");
 }
 
@@ -91,30 +118,73 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
     let cfg = write_config(dir.path(), &url, port);
     let mut daemon = start_daemon(&cfg, &db.url, port);
     wait_for("the baseline sync", 30, || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state").fetch_optional(&pool).await.ok().flatten().flatten()
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
     })
     .await;
 
     let files = smoke("smoke", target, "2s", "p(95)<2000");
-    let head = remote.commit(&files.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "add smoke test");
+    let head = remote.commit(
+        &files
+            .iter()
+            .map(|(a, b)| (a.as_str(), Some(b.as_str())))
+            .collect::<Vec<_>>(),
+        "add smoke test",
+    );
     let body = serde_json::json!({"ref": "refs/heads/main", "after": head, "repository": {"full_name": "qa/load-tests"}}).to_string();
     let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    let (status, _) = http(daemon.addr, "POST", "/hooks/github", &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)], body.as_bytes()).await;
+    let (status, _) = http(
+        daemon.addr,
+        "POST",
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        body.as_bytes(),
+    )
+    .await;
     assert_eq!(status, 202);
 
     let (run_id, verdict): (String, String) = wait_for("the run's result", 90, || async {
-        sqlx::query_as::<_, (String, String)>("SELECT run_id, status FROM test_results WHERE test_id = 'smoke'").fetch_optional(&pool).await.ok().flatten()
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT run_id, status FROM test_results WHERE test_id = 'smoke'",
+        )
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
     })
     .await;
     assert_eq!(verdict, "succeeded");
-    let author: Option<String> = sqlx::query_scalar("SELECT author FROM test_runs WHERE id = $1").bind(&run_id).fetch_one(&pool).await.unwrap();
+    let author: Option<String> = sqlx::query_scalar("SELECT author FROM test_runs WHERE id = $1")
+        .bind(&run_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(author.as_deref(), Some("Ada Tester <ada@example.com>"));
-    let summary: serde_json::Value = sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1").bind(&run_id).fetch_one(&pool).await.unwrap();
-    assert!(summary["metrics"]["http_reqs"]["values"]["count"].as_f64().unwrap() > 10.0, "k6 really hit the target");
+    let summary: serde_json::Value =
+        sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1")
+            .bind(&run_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        summary["metrics"]["http_reqs"]["values"]["count"]
+            .as_f64()
+            .unwrap()
+            > 10.0,
+        "k6 really hit the target"
+    );
 
     // The results commit on the remote, by the configured author.
     let pushed = wait_for("the results commit", 30, || async {
-        let out = Command::new("git").args(["show", &format!("main:results/smoke/{run_id}.json")]).current_dir(&remote.bare).output().ok()?;
+        let out = Command::new("git")
+            .args(["show", &format!("main:results/smoke/{run_id}.json")])
+            .current_dir(&remote.bare)
+            .output()
+            .ok()?;
         out.status.success().then_some(())
     })
     .await;
@@ -125,40 +195,108 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
     // The status page and the API show it.
     let (status, html) = http(daemon.addr, "GET", "/", &[], b"").await;
     assert_eq!(status, 200);
-    assert!(html.contains("smoke") && html.contains("succeeded") && html.contains("<svg"), "{html}");
+    assert!(
+        html.contains("smoke") && html.contains("succeeded") && html.contains("<svg"),
+        "{html}"
+    );
     let (status, run_html) = http(daemon.addr, "GET", &format!("/runs/{run_id}"), &[], b"").await;
     assert_eq!(status, 200);
-    assert!(run_html.contains("p(95)&lt;2000") && run_html.contains("pass"), "{run_html}");
+    assert!(
+        run_html.contains("p(95)&lt;2000") && run_html.contains("pass"),
+        "{run_html}"
+    );
     let (status, _) = http(daemon.addr, "GET", "/api/v1/runs", &[], b"").await;
     assert_eq!(status, 401, "the API needs the token");
     let auth = format!("Bearer {TOKEN}");
-    let (status, runs) = http(daemon.addr, "GET", "/api/v1/runs?test=smoke", &[("Authorization", &auth)], b"").await;
+    let (status, runs) = http(
+        daemon.addr,
+        "GET",
+        "/api/v1/runs?test=smoke",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(status, 200);
     let runs: serde_json::Value = serde_json::from_str(&runs).unwrap();
     assert_eq!(runs[0]["id"], run_id.as_str());
 
     // A manual run through the API, then aborted through the API.
     let long = smoke("smoke", target, "60s", "p(95)<2000");
-    let head = remote.commit(&long.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "longer");
-    let (status, _) = http(daemon.addr, "POST", "/api/v1/sync", &[("Authorization", &auth)], b"").await;
+    let head = remote.commit(
+        &long
+            .iter()
+            .map(|(a, b)| (a.as_str(), Some(b.as_str())))
+            .collect::<Vec<_>>(),
+        "longer",
+    );
+    let (status, _) = http(
+        daemon.addr,
+        "POST",
+        "/api/v1/sync",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(status, 202);
     let running: String = wait_for("the longer run to start", 60, || async {
-        sqlx::query_scalar::<_, String>("SELECT id FROM test_runs WHERE status = 'running' AND commit = $1").bind(&head).fetch_optional(&pool).await.ok().flatten()
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM test_runs WHERE status = 'running' AND commit = $1",
+        )
+        .bind(&head)
+        .fetch_optional(&pool)
+        .await
+        .ok()
+        .flatten()
     })
     .await;
-    let (status, manual) = http(daemon.addr, "POST", "/api/v1/tests/smoke/runs", &[("Authorization", &auth)], b"").await;
+    let (status, manual) = http(
+        daemon.addr,
+        "POST",
+        "/api/v1/tests/smoke/runs",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(status, 202, "{manual}");
-    let manual_id = serde_json::from_str::<serde_json::Value>(&manual).unwrap()["run"].as_str().unwrap().to_string();
-    let (status, _) = http(daemon.addr, "POST", &format!("/api/v1/runs/{running}/abort"), &[("Authorization", &auth)], b"").await;
+    let manual_id = serde_json::from_str::<serde_json::Value>(&manual).unwrap()["run"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = http(
+        daemon.addr,
+        "POST",
+        &format!("/api/v1/runs/{running}/abort"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
     assert_eq!(status, 202);
     let aborted: String = wait_for("the aborted run's result", 60, || async {
-        sqlx::query_scalar::<_, String>("SELECT status FROM test_results WHERE run_id = $1").bind(&running).fetch_optional(&pool).await.ok().flatten()
+        sqlx::query_scalar::<_, String>("SELECT status FROM test_results WHERE run_id = $1")
+            .bind(&running)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
     })
     .await;
     assert_eq!(aborted, "aborted");
-    let (status, _) = http(daemon.addr, "POST", &format!("/api/v1/runs/{manual_id}/abort"), &[("Authorization", &auth)], b"").await;
-    assert!(status == 200 || status == 202, "the manual run is aborted queued or running: {status}");
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor LIKE 'api%'").fetch_one(&pool).await.unwrap();
+    let (status, _) = http(
+        daemon.addr,
+        "POST",
+        &format!("/api/v1/runs/{manual_id}/abort"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert!(
+        status == 200 || status == 202,
+        "the manual run is aborted queued or running: {status}"
+    );
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor LIKE 'api%'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(audited >= 3, "sync, manual run and aborts are audited");
 
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
@@ -175,7 +313,13 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     let mut remote = Remote::new();
     let url = remote.serve(None);
     let files = smoke("chaos", target, "1s", "p(95)<2000");
-    remote.commit(&files.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), "baseline");
+    remote.commit(
+        &files
+            .iter()
+            .map(|(a, b)| (a.as_str(), Some(b.as_str())))
+            .collect::<Vec<_>>(),
+        "baseline",
+    );
     let db = TestDb::new().await;
     let pool = db.pool().await;
     let dir = tempfile::tempdir().unwrap();
@@ -184,31 +328,70 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     eprintln!("daemon log: {}", cfg.with_file_name("daemon.log").display());
     let mut d = start_daemon(&cfg, &db.url, port);
     wait_for("the baseline sync", 30, || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state").fetch_optional(&pool).await.ok().flatten().flatten()
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
     })
     .await;
     let _ = d.child.kill();
     let _ = d.child.wait();
     for round in 0..20u64 {
         let changed = smoke("chaos", target, "1s", &format!("p(95)<{}", 2000 + round));
-        remote.commit(&changed.iter().map(|(a, b)| (a.as_str(), Some(b.as_str()))).collect::<Vec<_>>(), &format!("round {round}"));
+        remote.commit(
+            &changed
+                .iter()
+                .map(|(a, b)| (a.as_str(), Some(b.as_str())))
+                .collect::<Vec<_>>(),
+            &format!("round {round}"),
+        );
         let before = git(&remote.bare, &["rev-parse", "main"]);
         let mut d = start_daemon(&cfg, &db.url, port);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3000))).await;
         let _ = d.child.kill();
         let _ = d.child.wait();
         let after = git(&remote.bare, &["rev-parse", "main"]);
-        eprintln!("ROUND {round}: {}", git(&remote.bare, &["log", "--format=%h %an %s", "-2", "main"]).replace('\n', " | "));
-        let ff = std::process::Command::new("git").args(["merge-base", "--is-ancestor", &before, &after]).current_dir(&remote.bare).status().unwrap().success();
-        assert!(ff, "round {round}: main moved from {before} to {after} without keeping it:\n{}", git(&remote.bare, &["log", "--format=%h %an %s %p", "-3", &after]));
+        eprintln!(
+            "ROUND {round}: {}",
+            git(&remote.bare, &["log", "--format=%h %an %s", "-2", "main"]).replace('\n', " | ")
+        );
+        let ff = std::process::Command::new("git")
+            .args(["merge-base", "--is-ancestor", &before, &after])
+            .current_dir(&remote.bare)
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ff,
+            "round {round}: main moved from {before} to {after} without keeping it:\n{}",
+            git(
+                &remote.bare,
+                &["log", "--format=%h %an %s %p", "-3", &after]
+            )
+        );
     }
     // One last daemon, left to settle everything.
     let mut d = start_daemon(&cfg, &db.url, port);
     let head = remote.head();
     wait_for("every run to end and be pushed", 180, || async {
-        let synced: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state").fetch_one(&pool).await.ok().flatten();
-        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM test_runs WHERE status IN ('queued', 'running')").fetch_one(&pool).await.ok()?;
-        let unpushed: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results WHERE git_commit IS NULL").fetch_one(&pool).await.ok()?;
+        let synced: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state")
+            .fetch_one(&pool)
+            .await
+            .ok()
+            .flatten();
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM test_runs WHERE status IN ('queued', 'running')",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok()?;
+        let unpushed: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM test_results WHERE git_commit IS NULL")
+                .fetch_one(&pool)
+                .await
+                .ok()?;
         (synced.as_deref() == Some(head.as_str()) && open == 0 && unpushed == 0).then_some(())
     })
     .await;
@@ -216,23 +399,73 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     let code = d.child.wait().unwrap().code();
     let daemon_log = std::fs::read_to_string(cfg.with_file_name("daemon.log")).unwrap_or_default();
     let tail: Vec<&str> = daemon_log.lines().rev().take(12).collect();
-    assert_eq!(code, Some(0), "{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    assert_eq!(
+        code,
+        Some(0),
+        "{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
 
-    let runs: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM test_runs ORDER BY created_at").fetch_all(&pool).await.unwrap();
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM test_runs ORDER BY created_at")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert!(!runs.is_empty());
-    let ended = ["succeeded", "failed", "error", "timeout", "aborted", "superseded"];
-    assert!(runs.iter().all(|(_, s)| ended.contains(&s.as_str())), "{runs:?}");
-    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results").fetch_one(&pool).await.unwrap();
+    let ended = [
+        "succeeded",
+        "failed",
+        "error",
+        "timeout",
+        "aborted",
+        "superseded",
+    ];
+    assert!(
+        runs.iter().all(|(_, s)| ended.contains(&s.as_str())),
+        "{runs:?}"
+    );
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     let expected = runs.iter().filter(|(_, s)| s != "superseded").count() as i64;
-    assert_eq!(recorded, expected, "every run that started (or was aborted) has exactly one result: {runs:?}");
-    let files = git(&remote.bare, &["ls-tree", "-r", "--name-only", "main", "results/chaos"]);
+    assert_eq!(
+        recorded, expected,
+        "every run that started (or was aborted) has exactly one result: {runs:?}"
+    );
+    let files = git(
+        &remote.bare,
+        &["ls-tree", "-r", "--name-only", "main", "results/chaos"],
+    );
     let json_files = files.lines().filter(|l| l.ends_with(".json")).count() as i64;
     let daemon_log = std::fs::read_to_string(cfg.with_file_name("daemon.log")).unwrap_or_default();
-    let pushed: Vec<&str> = daemon_log.lines().filter(|l| l.contains("results pushed") || l.contains("write-back") || l.contains("refused")).collect();
+    let pushed: Vec<&str> = daemon_log
+        .lines()
+        .filter(|l| {
+            l.contains("results pushed") || l.contains("write-back") || l.contains("refused")
+        })
+        .collect();
     let _ = pushed;
-    let log = git(&remote.bare, &["log", "--format=%h %an %s", "--stat=200", "main", "--", "results"]);
-    assert_eq!(json_files, recorded, "one results file per recorded run:\n{log}");
-    let last: String = sqlx::query_scalar("SELECT status FROM test_runs ORDER BY created_at DESC LIMIT 1").fetch_one(&pool).await.unwrap();
+    let log = git(
+        &remote.bare,
+        &[
+            "log",
+            "--format=%h %an %s",
+            "--stat=200",
+            "main",
+            "--",
+            "results",
+        ],
+    );
+    assert_eq!(
+        json_files, recorded,
+        "one results file per recorded run:\n{log}"
+    );
+    let last: String =
+        sqlx::query_scalar("SELECT status FROM test_runs ORDER BY created_at DESC LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_ne!(last, "superseded", "the newest revision always runs");
     db.drop_schema().await;
 }

@@ -45,16 +45,9 @@ pub fn serve(config_path: &Path) -> i32 {
 }
 
 pub fn migrate(config_path: Option<&Path>) -> i32 {
-    let config = match load_config(config_path) {
-        Ok(c) => c.unwrap_or_default(),
+    let (_, url) = match super::config_and_database(config_path) {
+        Ok(c) => c,
         Err(code) => return code,
-    };
-    let url = match config.database_url() {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
     };
     let rt = match runtime() {
         Ok(rt) => rt,

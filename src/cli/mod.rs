@@ -191,3 +191,15 @@ fn load_config(path: Option<&Path>) -> Result<Option<Config>, i32> {
         }
     }
 }
+
+/// The config (default when none is given) and the database URL it leads to.
+fn config_and_database(path: Option<&Path>) -> Result<(Config, String), i32> {
+    let config = load_config(path)?.unwrap_or_default();
+    match config.database_url() {
+        Ok(url) => Ok((config, url)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(EXIT_USAGE)
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! `perfsync runs list|show|compare`: results from PostgreSQL.
 
-use super::{load_config, Format, EXIT_OK, EXIT_USAGE};
+use super::{Format, EXIT_OK, EXIT_USAGE};
 use crate::record::{db, results};
 use crate::results::compare::compare;
 use crate::results::summary::RunSummary;
@@ -13,16 +13,9 @@ pub enum Action<'a> {
 }
 
 pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
-    let config = match load_config(config_path) {
-        Ok(c) => c.unwrap_or_default(),
+    let (config, url) = match super::config_and_database(config_path) {
+        Ok(c) => c,
         Err(code) => return code,
-    };
-    let url = match config.database_url() {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

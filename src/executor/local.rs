@@ -72,13 +72,21 @@ pub struct Collected {
 const WRAPPER: &str = r#""$0" "$@" > "$PERFSYNC_OUT" 2> "$PERFSYNC_ERR" & k=$!; echo $k > "$PERFSYNC_PID"; trap "" TERM INT HUP; wait $k; echo $? > "$PERFSYNC_EXIT.tmp" && mv "$PERFSYNC_EXIT.tmp" "$PERFSYNC_EXIT""#;
 
 fn io(path: &Path, source: std::io::Error) -> ExecutorError {
-    ExecutorError::Io { path: path.display().to_string(), source }
+    ExecutorError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The secret values of `secretEnv` for a local run: the daemon's own environment, under the
 /// variable the test names (there is no Kubernetes Secret on this host).
 fn secret_env(rt: &ResolvedTest) -> Vec<(String, String)> {
-    rt.test.spec.secret_env.iter().filter_map(|s| std::env::var(&s.name).ok().map(|v| (s.name.clone(), v))).collect()
+    rt.test
+        .spec
+        .secret_env
+        .iter()
+        .filter_map(|s| std::env::var(&s.name).ok().map(|v| (s.name.clone(), v)))
+        .collect()
 }
 
 impl LocalExecutor {
@@ -105,7 +113,11 @@ impl LocalExecutor {
             std::fs::write(&target, bytes).map_err(|e| io(&target, e))?;
         }
         let entry = bundle.join(ENTRY_FILE);
-        std::fs::write(&entry, entry_script(&format!("./{}", rt.bundle.entry), &rt.test.spec.thresholds)).map_err(|e| io(&entry, e))?;
+        std::fs::write(
+            &entry,
+            entry_script(&format!("./{}", rt.bundle.entry), &rt.test.spec.thresholds),
+        )
+        .map_err(|e| io(&entry, e))?;
         let n = rt.test.spec.parallelism().max(1);
         let start = Utc::now();
         let mut meta = Meta {
@@ -114,16 +126,41 @@ impl LocalExecutor {
             revision: rt.revision.clone(),
             parallelism: n,
             start,
-            deadline: start + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::hours(1)),
+            deadline: start
+                + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::hours(1)),
             pgids: Vec::new(),
             spec: rt.test.spec.clone(),
             trigger: req.trigger.to_string(),
             commit: req.commit.map(str::to_string),
             author: req.author.map(str::to_string),
         };
-        let sequence: Vec<String> = (0..=n).map(|i| if i == 0 { "0".into() } else if i == n { "1".into() } else { format!("{i}/{n}") }).collect();
-        let seg = |i: u32| if i == 0 { "0".to_string() } else if i == n { "1".to_string() } else { format!("{i}/{n}") };
-        let mut env: Vec<(String, String)> = rt.test.spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let sequence: Vec<String> = (0..=n)
+            .map(|i| {
+                if i == 0 {
+                    "0".into()
+                } else if i == n {
+                    "1".into()
+                } else {
+                    format!("{i}/{n}")
+                }
+            })
+            .collect();
+        let seg = |i: u32| {
+            if i == 0 {
+                "0".to_string()
+            } else if i == n {
+                "1".to_string()
+            } else {
+                format!("{i}/{n}")
+            }
+        };
+        let mut env: Vec<(String, String)> = rt
+            .test
+            .spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         env.extend(secret_env(rt));
         env.extend(self.extra_env.iter().cloned());
         // The folder is claimed before any runner starts, so a crash in between leaves a run
@@ -132,10 +169,19 @@ impl LocalExecutor {
         for i in 0..n {
             let idx = i + 1;
             let mut cmd = std::process::Command::new("sh");
-            cmd.arg("-c").arg(WRAPPER).arg(&self.k6).args(["run", "--quiet", "--no-usage-report", "--no-color"]);
+            cmd.arg("-c").arg(WRAPPER).arg(&self.k6).args([
+                "run",
+                "--quiet",
+                "--no-usage-report",
+                "--no-color",
+            ]);
             cmd.args(k6_args(rt, run_id));
             cmd.args(["--tag", &format!("instance_id={idx}")]);
-            if self.extra_env.iter().any(|(k, _)| k == "K6_PROMETHEUS_RW_SERVER_URL") {
+            if self
+                .extra_env
+                .iter()
+                .any(|(k, _)| k == "K6_PROMETHEUS_RW_SERVER_URL")
+            {
                 cmd.args(["-o", "experimental-prometheus-rw"]);
             }
             if n > 1 {
@@ -155,7 +201,10 @@ impl LocalExecutor {
             // Its own process group: stopping a run signals every process of it, and the run
             // survives the daemon.
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-            let child = cmd.spawn().map_err(|e| ExecutorError::Spawn { run: run_id.to_string(), message: format!("{}: {e}", self.k6) })?;
+            let child = cmd.spawn().map_err(|e| ExecutorError::Spawn {
+                run: run_id.to_string(),
+                message: format!("{}: {e}", self.k6),
+            })?;
             meta.pgids.push(child.id() as i32);
             // The wrapper is reaped by a thread so it never lingers as a zombie.
             std::thread::spawn(move || {
@@ -170,20 +219,30 @@ impl LocalExecutor {
     fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), ExecutorError> {
         let meta_path = dir.join("meta.json");
         let tmp = dir.join("meta.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default()).map_err(|e| io(&tmp, e))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default())
+            .map_err(|e| io(&tmp, e))?;
         std::fs::rename(&tmp, &meta_path).map_err(|e| io(&meta_path, e))
     }
 
     fn load(&self, dir: &Path) -> Option<RunDir> {
         let bytes = std::fs::read(dir.join("meta.json")).ok()?;
         let meta: Meta = serde_json::from_slice(&bytes).ok()?;
-        Some(RunDir { path: dir.to_path_buf(), meta })
+        Some(RunDir {
+            path: dir.to_path_buf(),
+            meta,
+        })
     }
 
     /// Runs left by an earlier process and not yet recorded.
     pub fn leftovers(&self) -> Vec<RunDir> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
-        let mut out: Vec<RunDir> = entries.flatten().filter_map(|e| self.load(&e.path())).filter(|d| !d.path.join("recorded").exists()).collect();
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut out: Vec<RunDir> = entries
+            .flatten()
+            .filter_map(|e| self.load(&e.path()))
+            .filter(|d| !d.path.join("recorded").exists())
+            .collect();
         out.sort_by(|a, b| a.meta.start.cmp(&b.meta.start));
         out
     }
@@ -194,7 +253,9 @@ impl LocalExecutor {
     }
 
     fn exited(dir: &RunDir, idx: u32) -> Option<i32> {
-        std::fs::read_to_string(dir.path.join(format!("runner-{idx}.exit"))).ok().and_then(|s| s.trim().parse().ok())
+        std::fs::read_to_string(dir.path.join(format!("runner-{idx}.exit")))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
     }
 
     /// A runner that will never write an exit code: it never started (no pid a few seconds
@@ -202,16 +263,23 @@ impl LocalExecutor {
     fn lost(dir: &RunDir, idx: u32) -> bool {
         let pid_file = dir.path.join(format!("runner-{idx}.pid"));
         let age = Utc::now() - dir.meta.start;
-        match std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+        match std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
             None => age > chrono::Duration::seconds(10),
             Some(pid) => {
                 // SAFETY: signal 0 only checks that the process exists.
                 let alive = unsafe { libc::kill(pid, 0) } == 0;
-                !alive && std::fs::metadata(&pid_file).and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5)) && {
-                    // Give the wrapper a moment to write the code after k6 ended.
-                    std::thread::sleep(Duration::from_millis(300));
-                    Self::exited(dir, idx).is_none()
-                }
+                !alive
+                    && std::fs::metadata(&pid_file)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5))
+                    && {
+                        // Give the wrapper a moment to write the code after k6 ended.
+                        std::thread::sleep(Duration::from_millis(300));
+                        Self::exited(dir, idx).is_none()
+                    }
             }
         }
     }
@@ -227,7 +295,11 @@ impl LocalExecutor {
                     // SAFETY: kill(2) with a negative pid signals the run's own process group.
                     unsafe { libc::kill(-pgid, sig) };
                 }
-            } else if let Some(pid) = std::fs::read_to_string(dir.path.join(format!("runner-{idx}.pid"))).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+            } else if let Some(pid) =
+                std::fs::read_to_string(dir.path.join(format!("runner-{idx}.pid")))
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+            {
                 // SAFETY: signals k6 itself (the shell ignores TERM and records k6's exit code).
                 unsafe { libc::kill(pid, sig) };
             }
@@ -248,7 +320,11 @@ impl LocalExecutor {
 
     /// Waits until the runners end, the deadline passes (stopped: `timeout`) or `cancel`
     /// carries a reason (stopped: `aborted`), then collects exit codes and summaries.
-    pub async fn wait(&self, dir: &RunDir, mut cancel: watch::Receiver<Option<String>>) -> Collected {
+    pub async fn wait(
+        &self,
+        dir: &RunDir,
+        mut cancel: watch::Receiver<Option<String>>,
+    ) -> Collected {
         let mut ending = Ending::Finished;
         loop {
             if Self::all_exited(dir) {
@@ -274,15 +350,21 @@ impl LocalExecutor {
         let runners = (1..=dir.meta.parallelism)
             .map(|idx| {
                 let exit_path = dir.path.join(format!("runner-{idx}.exit"));
-                if let Some(t) = std::fs::metadata(&exit_path).and_then(|m| m.modified()).ok() {
+                if let Some(t) = std::fs::metadata(&exit_path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                {
                     end = end.max(DateTime::<Utc>::from(t));
                 }
-                let out = std::fs::read_to_string(dir.path.join(format!("runner-{idx}.out"))).unwrap_or_default();
+                let out = std::fs::read_to_string(dir.path.join(format!("runner-{idx}.out")))
+                    .unwrap_or_default();
                 let code = Self::exited(dir, idx);
                 RunnerReport {
                     index: idx,
                     exit_code: code,
-                    reason: code.is_none().then(|| "the runner was lost (killed, or never started)".to_string()),
+                    reason: code
+                        .is_none()
+                        .then(|| "the runner was lost (killed, or never started)".to_string()),
                     summary: summary_from_output(&out),
                 }
             })
@@ -290,7 +372,12 @@ impl LocalExecutor {
         if end == dir.meta.start {
             end = Utc::now();
         }
-        Collected { runners, ending, start: dir.meta.start, end }
+        Collected {
+            runners,
+            ending,
+            start: dir.meta.start,
+            end,
+        }
     }
 
     /// The last lines of each runner's log, for the run page.

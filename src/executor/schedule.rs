@@ -42,7 +42,10 @@ mod tests {
     use super::*;
 
     fn q(id: &str, test: &str) -> Queued {
-        Queued { id: id.into(), test: test.into() }
+        Queued {
+            id: id.into(),
+            test: test.into(),
+        }
     }
 
     #[test]
@@ -55,7 +58,12 @@ mod tests {
 
     #[test]
     fn only_the_newest_revision_waits() {
-        let queued = [q("a-r1", "a"), q("a-r2", "a"), q("a-r3", "a"), q("b-r1", "b")];
+        let queued = [
+            q("a-r1", "a"),
+            q("a-r2", "a"),
+            q("a-r3", "a"),
+            q("b-r1", "b"),
+        ];
         let d = decide(&queued, &BTreeSet::from(["a".to_string()]), 5);
         assert_eq!(d.supersede, vec!["a-r1", "a-r2"]);
         assert_eq!(d.start, vec!["b-r1"], "a-r3 waits behind a's active run");

@@ -54,7 +54,13 @@ fn trigger_of(s: &str) -> RunTrigger {
 }
 
 impl Scheduler {
-    pub fn new(pool: PgPool, executor: LocalExecutor, recorder: Arc<Recorder>, policy: Policy, prometheus: Option<Prometheus>) -> Scheduler {
+    pub fn new(
+        pool: PgPool,
+        executor: LocalExecutor,
+        recorder: Arc<Recorder>,
+        policy: Policy,
+        prometheus: Option<Prometheus>,
+    ) -> Scheduler {
         Scheduler {
             pool,
             executor: Arc::new(executor),
@@ -85,28 +91,58 @@ impl Scheduler {
     }
 
     pub fn active_runs(&self) -> Vec<(String, String)> {
-        self.active.lock().map(|a| a.iter().map(|(id, (t, _))| (id.clone(), t.clone())).collect()).unwrap_or_default()
+        self.active
+            .lock()
+            .map(|a| {
+                a.iter()
+                    .map(|(id, (t, _))| (id.clone(), t.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn valid_test(&self, name: &str) -> Option<Arc<ResolvedTest>> {
-        self.catalog()?.tests.iter().find(|t| t.name.as_deref() == Some(name)).and_then(|t| t.resolved.clone())
+        self.catalog()?
+            .tests
+            .iter()
+            .find(|t| t.name.as_deref() == Some(name))
+            .and_then(|t| t.resolved.clone())
     }
 
     /// Stops an active run or aborts a queued one; `actor` goes to the audit log.
-    pub async fn abort(self: &Arc<Self>, run_id: &str, actor: &str) -> Result<AbortOutcome, crate::record::RecordError> {
-        let signalled = self.active.lock().ok().and_then(|a| a.get(run_id).map(|(_, tx)| tx.send(Some(format!("aborted by {actor}"))).is_ok()));
+    pub async fn abort(
+        self: &Arc<Self>,
+        run_id: &str,
+        actor: &str,
+    ) -> Result<AbortOutcome, crate::record::RecordError> {
+        let signalled = self.active.lock().ok().and_then(|a| {
+            a.get(run_id)
+                .map(|(_, tx)| tx.send(Some(format!("aborted by {actor}"))).is_ok())
+        });
         let outcome = match signalled {
             Some(_) => AbortOutcome::Stopping,
             None => match runs::get(&self.pool, run_id).await? {
                 None => AbortOutcome::Unknown,
                 Some(row) if row.status == "queued" => {
-                    self.end_unstarted(&row, Ending::Aborted(format!("aborted by {actor} before it started"))).await;
+                    self.end_unstarted(
+                        &row,
+                        Ending::Aborted(format!("aborted by {actor} before it started")),
+                    )
+                    .await;
                     AbortOutcome::AbortedQueued
                 }
                 Some(row) => AbortOutcome::NotActive(row.status),
             },
         };
-        runs::audit(&self.pool, actor, "run.abort", None, Some(run_id), serde_json::json!({"outcome": format!("{outcome:?}")})).await?;
+        runs::audit(
+            &self.pool,
+            actor,
+            "run.abort",
+            None,
+            Some(run_id),
+            serde_json::json!({"outcome": format!("{outcome:?}")}),
+        )
+        .await?;
         Ok(outcome)
     }
 
@@ -127,7 +163,13 @@ impl Scheduler {
             ending,
             runners: Vec::new(),
         };
-        let f = Finish { report: &report, thresholds: &BTreeMap::new(), baseline: None, prometheus: None, tolerance: &self.policy.regression_tolerance };
+        let f = Finish {
+            report: &report,
+            thresholds: &BTreeMap::new(),
+            baseline: None,
+            prometheus: None,
+            tolerance: &self.policy.regression_tolerance,
+        };
         if let Err(e) = self.recorder.finish(f).await {
             warn!(run = %row.id, error = %e, "could not record an unstarted run");
         }
@@ -160,17 +202,35 @@ impl Scheduler {
         // Runs the database thinks are running but whose folder is gone cannot be followed.
         if let Ok(rows) = runs::running(&self.pool).await {
             for row in rows {
-                let followed = self.active.lock().map(|a| a.contains_key(&row.id)).unwrap_or(true);
+                let followed = self
+                    .active
+                    .lock()
+                    .map(|a| a.contains_key(&row.id))
+                    .unwrap_or(true);
                 if !followed {
-                    self.end_unstarted(&row, Ending::Error("the run's runners were lost with an earlier process".into())).await;
+                    self.end_unstarted(
+                        &row,
+                        Ending::Error("the run's runners were lost with an earlier process".into()),
+                    )
+                    .await;
                 }
             }
         }
     }
 
-    async fn tick(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) -> Result<(), crate::record::RecordError> {
-        let Some(catalog) = self.catalog() else { return Ok(()) };
-        let present: BTreeSet<&str> = catalog.tests.iter().filter_map(|t| t.name.as_deref()).collect();
+    async fn tick(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<(), crate::record::RecordError> {
+        let Some(catalog) = self.catalog() else {
+            return Ok(());
+        };
+        let present: BTreeSet<&str> = catalog
+            .tests
+            .iter()
+            .filter_map(|t| t.name.as_deref())
+            .collect();
         // Deleted tests: stop their active runs.
         if let Ok(active) = self.active.lock() {
             for (test, tx) in active.values() {
@@ -184,23 +244,48 @@ impl Scheduler {
         let mut startable = Vec::new();
         for row in &queued {
             if !present.contains(row.test.as_str()) {
-                self.end_unstarted(row, Ending::Aborted("the test was deleted before it ran".into())).await;
+                self.end_unstarted(
+                    row,
+                    Ending::Aborted("the test was deleted before it ran".into()),
+                )
+                .await;
             } else {
                 startable.push(row.clone());
             }
         }
-        let running: BTreeSet<String> = self.active.lock().map(|a| a.values().map(|(t, _)| t.clone()).collect()).unwrap_or_default();
-        let q: Vec<Queued> = startable.iter().map(|r| Queued { id: r.id.clone(), test: r.test.clone() }).collect();
+        let running: BTreeSet<String> = self
+            .active
+            .lock()
+            .map(|a| a.values().map(|(t, _)| t.clone()).collect())
+            .unwrap_or_default();
+        let q: Vec<Queued> = startable
+            .iter()
+            .map(|r| Queued {
+                id: r.id.clone(),
+                test: r.test.clone(),
+            })
+            .collect();
         let d = decide(&q, &running, self.policy.max_concurrent_runs as usize);
         if !d.supersede.is_empty() {
             runs::supersede(&self.pool, &d.supersede).await?;
         }
         for id in d.start {
-            let Some(row) = startable.iter().find(|r| r.id == id).cloned() else { continue };
+            let Some(row) = startable.iter().find(|r| r.id == id).cloned() else {
+                continue;
+            };
             match self.valid_test(&row.test) {
-                Some(rt) if rt.revision == row.revision => self.spawn_start(tasks, row, rt, shutdown.clone()),
+                Some(rt) if rt.revision == row.revision => {
+                    self.spawn_start(tasks, row, rt, shutdown.clone())
+                }
                 Some(_) | None => {
-                    self.end_unstarted(&row, Ending::Aborted("the revision is no longer in the repository (or the test is invalid)".into())).await;
+                    self.end_unstarted(
+                        &row,
+                        Ending::Aborted(
+                            "the revision is no longer in the repository (or the test is invalid)"
+                                .into(),
+                        ),
+                    )
+                    .await;
                 }
             }
         }
@@ -215,15 +300,30 @@ impl Scheduler {
             Err(_) => return,
         };
         for rt in catalog.valid_tests() {
-            let Some(expr) = &rt.test.spec.trigger.schedule else { continue };
+            let Some(expr) = &rt.test.spec.trigger.schedule else {
+                continue;
+            };
             if rt.test.spec.suspend {
                 continue;
             }
-            let Ok(cron) = croner::parser::CronParser::new().parse(expr) else { continue };
-            let fired = cron.find_next_occurrence(&since, false).is_ok_and(|next| next <= now);
+            let Ok(cron) = croner::parser::CronParser::new().parse(expr) else {
+                continue;
+            };
+            let fired = cron
+                .find_next_occurrence(&since, false)
+                .is_ok_and(|next| next <= now);
             if fired {
                 let name = &rt.test.metadata.name;
-                match runs::enqueue(&self.pool, name, &rt.revision, "schedule", "perfsync (schedule)", None).await {
+                match runs::enqueue(
+                    &self.pool,
+                    name,
+                    &rt.revision,
+                    "schedule",
+                    "perfsync (schedule)",
+                    None,
+                )
+                .await
+                {
                     Ok(id) => info!(run = %id, test = %name, "scheduled run queued"),
                     Err(e) => warn!(test = %name, error = %e, "could not queue a scheduled run"),
                 }
@@ -231,12 +331,35 @@ impl Scheduler {
         }
     }
 
-    fn spawn_start(self: &Arc<Self>, tasks: &mut JoinSet<()>, row: RunRow, rt: Arc<ResolvedTest>, shutdown: watch::Receiver<bool>) {
-        if self.active.lock().map(|a| a.contains_key(&row.id)).unwrap_or(true) {
+    fn spawn_start(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        row: RunRow,
+        rt: Arc<ResolvedTest>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        if self
+            .active
+            .lock()
+            .map(|a| a.contains_key(&row.id))
+            .unwrap_or(true)
+        {
             return; // already followed (adopted)
         }
-        let timeout = rt.test.spec.timeout.unwrap_or(self.policy.default_timeout).as_duration();
-        let req = StartRun { run_id: &row.id, test: &rt, timeout, trigger: &row.trigger, commit: row.commit.as_deref(), author: row.author.as_deref() };
+        let timeout = rt
+            .test
+            .spec
+            .timeout
+            .unwrap_or(self.policy.default_timeout)
+            .as_duration();
+        let req = StartRun {
+            run_id: &row.id,
+            test: &rt,
+            timeout,
+            trigger: &row.trigger,
+            commit: row.commit.as_deref(),
+            author: row.author.as_deref(),
+        };
         match self.executor.start(&req) {
             Ok(dir) => {
                 let me = self.clone();
@@ -251,12 +374,19 @@ impl Scheduler {
             Err(e) => {
                 warn!(run = %row.id, error = %e, "cannot start the run");
                 let me = self.clone();
-                tasks.spawn(async move { me.end_unstarted(&row, Ending::Error(e.to_string())).await });
+                tasks.spawn(
+                    async move { me.end_unstarted(&row, Ending::Error(e.to_string())).await },
+                );
             }
         }
     }
 
-    fn spawn_follow(self: &Arc<Self>, tasks: &mut JoinSet<()>, dir: RunDir, mut shutdown: watch::Receiver<bool>) {
+    fn spawn_follow(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        dir: RunDir,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let (tx, rx) = watch::channel(None);
         if let Ok(mut a) = self.active.lock() {
             a.insert(dir.meta.run_id.clone(), (dir.meta.test.clone(), tx));
@@ -308,7 +438,9 @@ impl Scheduler {
                 info!(status = s.status.as_str(), p95 = ?s.p95_ms(), "run recorded");
                 self.executor.mark_recorded(dir);
             }
-            Err(e) => warn!(error = %e, "recording failed; the run is adopted again at the next start"),
+            Err(e) => {
+                warn!(error = %e, "recording failed; the run is adopted again at the next start")
+            }
         }
     }
 }

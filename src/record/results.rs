@@ -96,11 +96,7 @@ pub async fn unpushed(pool: &PgPool, limit: i64) -> Result<Vec<RunSummary>, Reco
         .bind(limit)
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.try_get::<serde_json::Value, _>("summary").ok())
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect())
+    Ok(summaries(rows))
 }
 
 pub async fn mark_pushed(
@@ -131,11 +127,7 @@ pub async fn recent(
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| r.try_get::<serde_json::Value, _>("summary").ok())
-        .filter_map(|v| serde_json::from_value(v).ok())
-        .collect())
+    Ok(summaries(rows))
 }
 
 pub async fn get(pool: &PgPool, run_id: &str) -> Result<Option<RunSummary>, RecordError> {
@@ -175,4 +167,12 @@ pub async fn known_ids(pool: &PgPool, ids: &[String]) -> Result<Vec<String>, Rec
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// The `summary` column of result rows, as summaries (rows that no longer parse are skipped).
+fn summaries(rows: Vec<sqlx::postgres::PgRow>) -> Vec<RunSummary> {
+    rows.into_iter()
+        .filter_map(|r| r.try_get::<serde_json::Value, _>("summary").ok())
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect()
 }

@@ -28,7 +28,9 @@ fn db_error(e: impl std::fmt::Display) -> Response {
 }
 
 async fn status(state: Arc<AppState>) -> Response {
-    let Some(pool) = &state.pool else { return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database") };
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
     let sync = sqlx::query_as::<_, (String, String, Option<String>, Option<chrono::DateTime<chrono::Utc>>, Option<String>)>(
         "SELECT repository, branch, last_commit, last_synced_at, last_error FROM sync_state ORDER BY repository LIMIT 1",
     )
@@ -39,25 +41,60 @@ async fn status(state: Arc<AppState>) -> Response {
         Err(e) => return db_error(e),
     };
     let queued = runs::queued(pool).await.map(|q| q.len()).unwrap_or(0);
-    let active: Vec<Value> = state.scheduler.as_ref().map(|s| s.active_runs()).unwrap_or_default().into_iter().map(|(id, test)| json!({"id": id, "test": test})).collect();
+    let active: Vec<Value> = state
+        .scheduler
+        .as_ref()
+        .map(|s| s.active_runs())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(id, test)| json!({"id": id, "test": test}))
+        .collect();
     let catalog = state.scheduler.as_ref().and_then(|s| s.catalog());
-    let (total, valid) = catalog.map(|c| (c.tests.len(), c.valid_tests().count())).unwrap_or((0, 0));
-    json_reply(StatusCode::OK, json!({"sync": sync, "activeRuns": active, "queuedRuns": queued, "tests": {"total": total, "valid": valid, "invalid": total - valid}}))
+    let (total, valid) = catalog
+        .map(|c| (c.tests.len(), c.valid_tests().count()))
+        .unwrap_or((0, 0));
+    json_reply(
+        StatusCode::OK,
+        json!({"sync": sync, "activeRuns": active, "queuedRuns": queued, "tests": {"total": total, "valid": valid, "invalid": total - valid}}),
+    )
 }
 
 async fn tests(state: Arc<AppState>, name: Option<String>) -> Response {
-    let Some(pool) = &state.pool else { return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database") };
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
     let Some(catalog) = state.scheduler.as_ref().and_then(|s| s.catalog()) else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "not-synced", "the repository has not been synced yet");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-synced",
+            "the repository has not been synced yet",
+        );
     };
     let mut out = Vec::new();
-    for t in catalog.tests.iter().filter(|t| name.is_none() || t.name == name) {
+    for t in catalog
+        .tests
+        .iter()
+        .filter(|t| name.is_none() || t.name == name)
+    {
         let test_name = t.name.clone().unwrap_or_else(|| t.file.clone());
-        let last = match results::recent(pool, Some(&test_name), if name.is_some() { 20 } else { 1 }).await {
+        let last = match results::recent(
+            pool,
+            Some(&test_name),
+            if name.is_some() { 20 } else { 1 },
+        )
+        .await
+        {
             Ok(l) => l,
             Err(e) => return db_error(e),
         };
-        let errors: Vec<_> = catalog.diagnostics.iter().filter(|d| d.file == t.file || crate::source::tree::is_within(&d.file, crate::source::tree::parent(&t.file))).collect();
+        let errors: Vec<_> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| {
+                d.file == t.file
+                    || crate::source::tree::is_within(&d.file, crate::source::tree::parent(&t.file))
+            })
+            .collect();
         let mut v = json!({
             "name": test_name, "file": t.file, "valid": t.resolved.is_some(),
             "revision": t.resolved.as_ref().map(|r| r.revision.clone()),
@@ -76,15 +113,25 @@ async fn tests(state: Arc<AppState>, name: Option<String>) -> Response {
     match name {
         Some(n) => match out.into_iter().next() {
             Some(v) => json_reply(StatusCode::OK, v),
-            None => error(StatusCode::NOT_FOUND, "unknown-test", &format!("no test named `{n}`")),
+            None => error(
+                StatusCode::NOT_FOUND,
+                "unknown-test",
+                &format!("no test named `{n}`"),
+            ),
         },
         None => json_reply(StatusCode::OK, json!(out)),
     }
 }
 
 async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response {
-    let Some(pool) = &state.pool else { return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database") };
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).unwrap_or(50).clamp(1, 500);
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(50)
+        .clamp(1, 500);
     let rows = match runs::recent(pool, q.get("test").map(String::as_str), limit).await {
         Ok(r) => r,
         Err(e) => return db_error(e),
@@ -93,7 +140,10 @@ async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response
     for r in &rows {
         let s = results::get(pool, &r.id).await.ok().flatten();
         let mut v = run_json(r, None);
-        v["status"] = json!(s.as_ref().map(|s| s.status.as_str()).unwrap_or(r.status.as_str()));
+        v["status"] = json!(s
+            .as_ref()
+            .map(|s| s.status.as_str())
+            .unwrap_or(r.status.as_str()));
         v["p95"] = json!(s.as_ref().and_then(|s| s.p95_ms()));
         out.push(v);
     }
@@ -101,24 +151,54 @@ async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response
 }
 
 async fn get_run(state: Arc<AppState>, id: String) -> Response {
-    let Some(pool) = &state.pool else { return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database") };
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
     match runs::get(pool, &id).await {
         Ok(Some(r)) => {
             let s = results::get(pool, &id).await.ok().flatten();
             json_reply(StatusCode::OK, run_json(&r, s.as_ref()))
         }
-        Ok(None) => error(StatusCode::NOT_FOUND, "unknown-run", &format!("no run `{id}`")),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-run",
+            &format!("no run `{id}`"),
+        ),
         Err(e) => db_error(e),
     }
 }
 
 async fn manual_run(state: Arc<AppState>, name: String) -> Response {
-    let (Some(pool), Some(sched)) = (&state.pool, &state.scheduler) else { return error(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "no scheduler") };
-    let Some(catalog) = sched.catalog() else { return error(StatusCode::SERVICE_UNAVAILABLE, "not-synced", "the repository has not been synced yet") };
-    let Some(entry) = catalog.test(&name) else { return error(StatusCode::NOT_FOUND, "unknown-test", &format!("no test named `{name}`")) };
-    let Some(rt) = &entry.resolved else { return error(StatusCode::CONFLICT, "invalid-test", &format!("test `{name}` is invalid; fix it first")) };
+    let (Some(pool), Some(sched)) = (&state.pool, &state.scheduler) else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "no scheduler");
+    };
+    let Some(catalog) = sched.catalog() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-synced",
+            "the repository has not been synced yet",
+        );
+    };
+    let Some(entry) = catalog.test(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown-test",
+            &format!("no test named `{name}`"),
+        );
+    };
+    let Some(rt) = &entry.resolved else {
+        return error(
+            StatusCode::CONFLICT,
+            "invalid-test",
+            &format!("test `{name}` is invalid; fix it first"),
+        );
+    };
     if rt.test.spec.suspend {
-        return error(StatusCode::CONFLICT, "suspended", &format!("test `{name}` is suspended"));
+        return error(
+            StatusCode::CONFLICT,
+            "suspended",
+            &format!("test `{name}` is suspended"),
+        );
     }
     match runs::enqueue(pool, &name, &rt.revision, "manual", API_ACTOR, None).await {
         Ok(id) => {
@@ -130,19 +210,35 @@ async fn manual_run(state: Arc<AppState>, name: String) -> Response {
 }
 
 async fn abort(state: Arc<AppState>, id: String) -> Response {
-    let Some(sched) = &state.scheduler else { return error(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "no scheduler") };
+    let Some(sched) = &state.scheduler else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "no scheduler");
+    };
     match sched.abort(&id, API_ACTOR).await {
-        Ok(AbortOutcome::Stopping) => json_reply(StatusCode::ACCEPTED, json!({"run": id, "status": "stopping"})),
-        Ok(AbortOutcome::AbortedQueued) => json_reply(StatusCode::OK, json!({"run": id, "status": "aborted"})),
-        Ok(AbortOutcome::NotActive(s)) => error(StatusCode::CONFLICT, "not-active", &format!("run `{id}` is {s}")),
-        Ok(AbortOutcome::Unknown) => error(StatusCode::NOT_FOUND, "unknown-run", &format!("no run `{id}`")),
+        Ok(AbortOutcome::Stopping) => json_reply(
+            StatusCode::ACCEPTED,
+            json!({"run": id, "status": "stopping"}),
+        ),
+        Ok(AbortOutcome::AbortedQueued) => {
+            json_reply(StatusCode::OK, json!({"run": id, "status": "aborted"}))
+        }
+        Ok(AbortOutcome::NotActive(s)) => error(
+            StatusCode::CONFLICT,
+            "not-active",
+            &format!("run `{id}` is {s}"),
+        ),
+        Ok(AbortOutcome::Unknown) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-run",
+            &format!("no run `{id}`"),
+        ),
         Err(e) => db_error(e),
     }
 }
 
 async fn sync(state: Arc<AppState>) -> Response {
     if let Some(pool) = &state.pool {
-        if let Err(e) = runs::audit(pool, API_ACTOR, "sync.requested", None, None, json!({})).await {
+        if let Err(e) = runs::audit(pool, API_ACTOR, "sync.requested", None, None, json!({})).await
+        {
             return db_error(e);
         }
     }
@@ -150,40 +246,120 @@ async fn sync(state: Arc<AppState>) -> Response {
     json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued"}))
 }
 
-pub fn routes(state: Arc<AppState>) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+pub fn routes(
+    state: Arc<AppState>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let s = state.clone();
-    let auth = warp::header::optional::<String>("authorization").and(warp::any().map(move || s.clone())).and_then(|h: Option<String>, st: Arc<AppState>| async move {
-        match authorized(&st, h.as_deref()) {
-            Ok(()) => Ok::<_, warp::Rejection>(Ok(st)),
-            Err(r) => Ok(Err(r)),
-        }
-    });
+    let auth = warp::header::optional::<String>("authorization")
+        .and(warp::any().map(move || s.clone()))
+        .and_then(|h: Option<String>, st: Arc<AppState>| async move {
+            match authorized(&st, h.as_deref()) {
+                Ok(()) => Ok::<_, warp::Rejection>(Ok(st)),
+                Err(r) => Ok(Err(r)),
+            }
+        });
     let gate = |r: Result<Arc<AppState>, Response>| r;
     let base = warp::path("api").and(warp::path("v1"));
-    let openapi = base.and(warp::path!("openapi.json")).and(warp::get()).map(|| json_reply(StatusCode::OK, super::openapi::document()));
-    let status_r = base.and(warp::path!("status")).and(warp::get()).and(auth.clone()).then(move |a| async move {
-        match gate(a) { Ok(s) => status(s).await, Err(r) => r }
-    });
-    let tests_r = base.and(warp::path!("tests")).and(warp::get()).and(auth.clone()).then(|a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => tests(s, None).await, Err(r) => r }
-    });
-    let test_r = base.and(warp::path!("tests" / String)).and(warp::get()).and(auth.clone()).then(|n: String, a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => tests(s, Some(n)).await, Err(r) => r }
-    });
-    let runs_r = base.and(warp::path!("runs")).and(warp::get()).and(warp::query::<HashMap<String, String>>()).and(auth.clone()).then(|q, a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => list_runs(s, q).await, Err(r) => r }
-    });
-    let run_r = base.and(warp::path!("runs" / String)).and(warp::get()).and(auth.clone()).then(|id, a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => get_run(s, id).await, Err(r) => r }
-    });
-    let manual_r = base.and(warp::path!("tests" / String / "runs")).and(warp::post()).and(auth.clone()).then(|n, a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => manual_run(s, n).await, Err(r) => r }
-    });
-    let abort_r = base.and(warp::path!("runs" / String / "abort")).and(warp::post()).and(auth.clone()).then(|id, a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => abort(s, id).await, Err(r) => r }
-    });
-    let sync_r = base.and(warp::path!("sync")).and(warp::post()).and(auth).then(|a: Result<Arc<AppState>, Response>| async move {
-        match a { Ok(s) => sync(s).await, Err(r) => r }
-    });
-    openapi.or(status_r).unify().or(tests_r).unify().or(test_r).unify().or(runs_r).unify().or(run_r).unify().or(manual_r).unify().or(abort_r).unify().or(sync_r).unify()
+    let openapi = base
+        .and(warp::path!("openapi.json"))
+        .and(warp::get())
+        .map(|| json_reply(StatusCode::OK, super::openapi::document()));
+    let status_r = base
+        .and(warp::path!("status"))
+        .and(warp::get())
+        .and(auth.clone())
+        .then(move |a| async move {
+            match gate(a) {
+                Ok(s) => status(s).await,
+                Err(r) => r,
+            }
+        });
+    let tests_r = base
+        .and(warp::path!("tests"))
+        .and(warp::get())
+        .and(auth.clone())
+        .then(|a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => tests(s, None).await,
+                Err(r) => r,
+            }
+        });
+    let test_r = base
+        .and(warp::path!("tests" / String))
+        .and(warp::get())
+        .and(auth.clone())
+        .then(|n: String, a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => tests(s, Some(n)).await,
+                Err(r) => r,
+            }
+        });
+    let runs_r = base
+        .and(warp::path!("runs"))
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(auth.clone())
+        .then(|q, a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => list_runs(s, q).await,
+                Err(r) => r,
+            }
+        });
+    let run_r = base
+        .and(warp::path!("runs" / String))
+        .and(warp::get())
+        .and(auth.clone())
+        .then(|id, a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => get_run(s, id).await,
+                Err(r) => r,
+            }
+        });
+    let manual_r = base
+        .and(warp::path!("tests" / String / "runs"))
+        .and(warp::post())
+        .and(auth.clone())
+        .then(|n, a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => manual_run(s, n).await,
+                Err(r) => r,
+            }
+        });
+    let abort_r = base
+        .and(warp::path!("runs" / String / "abort"))
+        .and(warp::post())
+        .and(auth.clone())
+        .then(|id, a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => abort(s, id).await,
+                Err(r) => r,
+            }
+        });
+    let sync_r = base
+        .and(warp::path!("sync"))
+        .and(warp::post())
+        .and(auth)
+        .then(|a: Result<Arc<AppState>, Response>| async move {
+            match a {
+                Ok(s) => sync(s).await,
+                Err(r) => r,
+            }
+        });
+    openapi
+        .or(status_r)
+        .unify()
+        .or(tests_r)
+        .unify()
+        .or(test_r)
+        .unify()
+        .or(runs_r)
+        .unify()
+        .or(run_r)
+        .unify()
+        .or(manual_r)
+        .unify()
+        .or(abort_r)
+        .unify()
+        .or(sync_r)
+        .unify()
 }

@@ -13,7 +13,8 @@ fn ok(desc: &str, schema: Value) -> Value {
 
 pub fn document() -> Value {
     let secured = json!([{"bearer": []}]);
-    let name = json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
+    let name =
+        json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let hook = |provider: &str, header: &str| {
         json!({"post": {

@@ -79,7 +79,13 @@ impl GitSource {
 
     /// A clone of its own for one purpose (the results write-back), so that it never contends
     /// with the sync's fetches for the same lock files.
-    pub fn for_purpose(url: &str, branch: &str, state_dir: &Path, auth: GitAuth, purpose: &str) -> GitSource {
+    pub fn for_purpose(
+        url: &str,
+        branch: &str,
+        state_dir: &Path,
+        auth: GitAuth,
+        purpose: &str,
+    ) -> GitSource {
         let digest = Sha256::digest(format!("{url}\0{purpose}").as_bytes());
         let key: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
         GitSource {

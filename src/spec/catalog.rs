@@ -779,12 +779,12 @@ fn template_values(
                 .into_iter()
                 .filter(|u| !u.dynamic_host)
             {
-                if let Ok(t) = super::allowlist::normalize(&url.url) {
-                    if !p.allowlist.allows(&t) {
-                        errs.push(src.diag(&at, Code::TargetNotAllowed, format!(
-                            "parameter `{name}`: `{}` (host {t}) is outside the policy's allowedTargets", url.url
-                        )));
-                    }
+                if let Some(why) = super::checks::target_refusal(&url.url, p.allowlist) {
+                    errs.push(src.diag(
+                        &at,
+                        Code::TargetNotAllowed,
+                        format!("parameter `{name}`: {why}"),
+                    ));
                 }
             }
         }

@@ -52,7 +52,8 @@ pub fn looks_secret(name: &str) -> bool {
         .any(|w| SECRET_WORDS.contains(&w))
 }
 
-fn target_refusal(raw: &str, allow: &Allowlist) -> Option<String> {
+/// Why a URL may not be hit under the allowlist, or `None` when it may.
+pub fn target_refusal(raw: &str, allow: &Allowlist) -> Option<String> {
     match normalize(raw) {
         Err(e) => Some(e),
         Ok(t) if allow.allows(&t) => None,

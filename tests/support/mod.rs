@@ -131,9 +131,16 @@ impl Remote {
                 }
             }
             git(&self.work, &["add", "-A"]);
-            git(&self.work, &["commit", "-q", "--allow-empty", "-m", message]);
+            git(
+                &self.work,
+                &["commit", "-q", "--allow-empty", "-m", message],
+            );
             let force = if on_main { "--no-force" } else { "--force" };
-            let pushed = Command::new("git").args(["push", "-q", force, "origin", "HEAD:main"]).current_dir(&self.work).output().expect("git push");
+            let pushed = Command::new("git")
+                .args(["push", "-q", force, "origin", "HEAD:main"])
+                .current_dir(&self.work)
+                .output()
+                .expect("git push");
             if pushed.status.success() {
                 return git(&self.work, &["rev-parse", "HEAD"]);
             }
