@@ -85,6 +85,10 @@ impl Syncer {
         }
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

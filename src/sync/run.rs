@@ -32,6 +32,15 @@ pub async fn sync_loop(
             continue;
         }
         let trigger = describe(&batch);
+        for t in &batch {
+            syncer
+                .metrics()
+                .sync_triggers
+                .get_or_create(&crate::metrics::TriggerLabel {
+                    trigger: t.kind.clone(),
+                })
+                .inc();
+        }
         let span = tracing::info_span!("sync", trigger = %trigger);
         let result = syncer.sync(&trigger).instrument(span).await;
         health
