@@ -126,25 +126,12 @@ fn show_text(s: &RunSummary) -> String {
             if t.ok { "✓" } else { "✗" },
             t.metric,
             t.expression,
-            t.actual
-                .map_or(t.note.clone().unwrap_or_default(), |a| format!(
-                    "{a:.3}{}",
-                    if t.approximate { " ≈" } else { "" }
-                ))
+            t.actual_text()
         ));
     }
     out.push_str("\nmetrics\n");
     for (name, m) in &s.metrics {
-        let vals: Vec<String> = m
-            .values
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "{k}={v:.3}{}",
-                    if m.approximate.contains(k) { "≈" } else { "" }
-                )
-            })
-            .collect();
+        let vals = m.value_labels("=", 3);
         out.push_str(&format!("  {name}: {}\n", vals.join(" ")));
     }
     if let Some(c) = &s.comparison {

@@ -163,6 +163,35 @@ pub struct RunnerResult {
     pub summary_found: bool,
 }
 
+impl MetricSummary {
+    /// `name<sep>value` for each value, estimates marked with ≈.
+    pub fn value_labels(&self, sep: &str, digits: usize) -> Vec<String> {
+        self.values
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{k}{sep}{v:.digits$}{}",
+                    if self.approximate.contains(k) {
+                        "≈"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect()
+    }
+}
+
+impl ThresholdResult {
+    /// The actual value (marked when approximate), or why there is none.
+    pub fn actual_text(&self) -> String {
+        self.actual
+            .map_or(self.note.clone().unwrap_or_default(), |a| {
+                format!("{a:.3}{}", if self.approximate { " ≈" } else { "" })
+            })
+    }
+}
+
 impl RunSummary {
     pub fn metric_value(&self, metric: &str, value: &str) -> Option<f64> {
         self.metrics

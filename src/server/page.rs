@@ -241,16 +241,7 @@ async fn run_page(state: Arc<AppState>, id: String) -> Response {
         }
         b.push_str("</table><h2>Metrics</h2><table><tr><th>Metric</th><th>Values</th></tr>");
         for (name, m) in &s.metrics {
-            let vals: Vec<String> = m
-                .values
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k} {v:.2}{}",
-                        if m.approximate.contains(k) { "≈" } else { "" }
-                    )
-                })
-                .collect();
+            let vals = m.value_labels(" ", 2);
             let _ = write!(
                 b,
                 "<tr><td>{}</td><td>{}</td></tr>",
