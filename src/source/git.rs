@@ -299,6 +299,27 @@ impl GitSource {
     pub fn push_commit(&self, commit: &str) -> Result<bool, SourceError> {
         let repo = self.open()?;
         let oid = Oid::from_str(commit).map_err(|e| git_err(&self.url, "parse a commit id", e))?;
+        // libgit2 does not refuse a non-fast-forward push on the client, and many servers
+        // accept one: check that the branch is still where the commit was built, right before.
+        let parent = repo.find_commit(oid).ok().and_then(|c| c.parent_id(0).ok());
+        {
+            let mut probe = repo
+                .remote_anonymous(&self.url)
+                .map_err(|e| git_err(&self.url, "set up the remote", e))?;
+            probe
+                .connect_auth(git2::Direction::Fetch, Some(self.callbacks()), None)
+                .map_err(|e| git_err(&self.url, "connect", e))?;
+            let wanted = format!("refs/heads/{}", self.branch);
+            let current = probe
+                .list()
+                .map_err(|e| git_err(&self.url, "list remote refs", e))?
+                .iter()
+                .find(|h| h.name() == wanted)
+                .map(|h| h.oid());
+            if current != parent {
+                return Ok(false);
+            }
+        }
         let local = format!("refs/perfsync/push/{}", self.branch);
         repo.reference(&local, oid, true, "perfsync results")
             .map_err(|e| git_err(&self.url, "create a push ref", e))?;
