@@ -379,3 +379,34 @@ fn the_grafana_dashboard_shows_k6_metrics_by_testid_with_perfsync_annotations() 
         .iter()
         .any(|v| v["name"] == "testid"));
 }
+
+#[test]
+fn the_checked_in_crd_is_current_and_has_status_and_printer_columns() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = perfsync(&["crd"]);
+    assert_eq!(out.status.code(), Some(0));
+    let checked_in = std::fs::read_to_string(root.join("crds/perftest.yaml")).unwrap_or_default();
+    assert!(
+        checked_in == String::from_utf8_lossy(&out.stdout),
+        "crds/perftest.yaml is stale: run `perfsync crd > crds/perftest.yaml`"
+    );
+    let crd: serde_json::Value = serde_yaml::from_str(&checked_in).unwrap();
+    assert_eq!(crd["spec"]["group"], "perfsync.dev");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let v = &crd["spec"]["versions"][0];
+    assert_eq!(v["name"], "v1alpha1");
+    assert!(
+        v["subresources"]["status"].is_object(),
+        "status subresource"
+    );
+    let columns: Vec<&str> = v["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        columns,
+        vec!["Revision", "Last Result", "p95", "Last Run", "Age"]
+    );
+}

@@ -68,6 +68,8 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
         format: Format,
     },
+    /// Print the PerfTest CustomResourceDefinition (the in-cluster mirror of each test).
+    Crd,
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Serve the demo HTTP target the examples load-test (loopback only).
@@ -138,6 +140,10 @@ pub fn run(cli: Cli) -> i32 {
         }),
         Command::Serve { config } => daemon_cmds::serve(&config),
         Command::Migrate { config } => daemon_cmds::migrate(config.as_deref()),
+        Command::Crd => {
+            print!("{}", crate::executor::kubernetes::crd::crd_yaml());
+            EXIT_OK
+        }
         Command::Openapi => {
             print!("{}", crate::server::openapi::document_text());
             EXIT_OK

@@ -1,6 +1,7 @@
 //! Executor stage: runs on this host (`local`) or on the k6-operator (`kubernetes`), and the
 //! scheduling of queued runs.
 
+pub mod kubernetes;
 pub mod local;
 pub mod schedule;
 pub mod scheduler;
