@@ -15,7 +15,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
         })
 }
 
+/// Two malloc arenas at most: the daemon's threads mostly wait, and glibc's default of eight
+/// per core keeps freed memory scattered over arenas that are never trimmed together.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called before any worker thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 pub fn serve(config_path: &Path) -> i32 {
+    limit_malloc_arenas();
     let config = match load_config(Some(config_path)) {
         Ok(Some(c)) => c,
         Ok(None) => return EXIT_USAGE,
