@@ -235,27 +235,12 @@ impl Syncer {
             self.layout.tests_dir.clone(),
             self.layout.templates_dir.clone(),
         ];
-        let changed_since_prior = match &prior.commit {
-            Some(old) => {
-                let (old, new, f) = (old.clone(), head.to_string(), folders.clone());
-                self.blocking(move |s| {
-                    if s.is_ancestor(&old, &new)? {
-                        let refs: Vec<&str> = f.iter().map(String::as_str).collect();
-                        s.changed_paths(&old, &new, &refs).map(Some)
-                    } else {
-                        Ok(None)
-                    }
-                })
-                .await?
-            }
-            None => None,
-        };
-        // Reuse the snapshot when one is cached: diff from its commit, whatever the ancestry.
-        let snapshot = self.snapshot.take();
-        let snapshot = match snapshot {
-            Some(mut snap) if snap.commit == head => {
-                snap.commit = head.to_string();
-                snap
+        // Bring the cached snapshot (if any) to `head`: diff from its commit, whatever the
+        // ancestry, and read only the changed paths.
+        let (snapshot, snapshot_diff) = match self.snapshot.take() {
+            Some(snap) if snap.commit == head => {
+                let diff = (prior.commit.as_deref() == Some(head)).then(Vec::new);
+                (snap, diff)
             }
             Some(mut snap) => {
                 let (old, new, f) = (snap.commit.clone(), head.to_string(), folders.clone());
@@ -268,10 +253,12 @@ impl Syncer {
                         Ok((diff, tree))
                     })
                     .await?;
+                let from = std::mem::replace(&mut snap.commit, head.to_string());
                 snap.tree = tree;
                 snap.index.update(&snap.tree, &diff);
-                snap.commit = head.to_string();
-                snap
+                // Only a diff from the last synced commit says what the sync changed.
+                let diff = (prior.commit.as_deref() == Some(from.as_str())).then_some(diff);
+                (snap, diff)
             }
             None => {
                 let (new, f) = (head.to_string(), folders.clone());
@@ -282,11 +269,30 @@ impl Syncer {
                     })
                     .await?;
                 let index = Index::build(&tree, self.layout.clone(), Some(self.policy.clone()));
-                Snapshot {
-                    commit: head.to_string(),
-                    tree,
-                    index,
-                }
+                let snap = Snapshot { commit: head.to_string(), tree, index };
+                (snap, None)
+            }
+        };
+        // The paths changed since the last synced commit, when that commit is an ancestor of
+        // `head` (`None` after a force-push, when only revisions can be compared).
+        let changed_since_prior = match &prior.commit {
+            None => None,
+            Some(old) => {
+                let (old, new, f) = (old.clone(), head.to_string(), folders);
+                let known = snapshot_diff;
+                self.blocking(move |s| {
+                    if !s.is_ancestor(&old, &new)? {
+                        return Ok(None);
+                    }
+                    match known {
+                        Some(diff) => Ok(Some(diff)),
+                        None => {
+                            let refs: Vec<&str> = f.iter().map(String::as_str).collect();
+                            s.changed_paths(&old, &new, &refs).map(Some)
+                        }
+                    }
+                })
+                .await?
             }
         };
         let catalog = snapshot.index.catalog();
