@@ -258,9 +258,9 @@ impl LocalExecutor {
             .and_then(|s| s.trim().parse().ok())
     }
 
-    /// A runner that will never write an exit code: it never started (no pid a few seconds
-    /// after the run began), or its k6 is gone without its wrapper recording an exit.
-    fn lost(dir: &RunDir, idx: u32) -> bool {
+    /// A runner that looks like it will never write an exit code: it never started (no pid a
+    /// few seconds after the run began), or its k6 is gone and no exit code was recorded.
+    fn looks_lost(dir: &RunDir, idx: u32) -> bool {
         let pid_file = dir.path.join(format!("runner-{idx}.pid"));
         let age = Utc::now() - dir.meta.start;
         match std::fs::read_to_string(&pid_file)
@@ -275,17 +275,29 @@ impl LocalExecutor {
                     && std::fs::metadata(&pid_file)
                         .and_then(|m| m.modified())
                         .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(5))
-                    && {
-                        // Give the wrapper a moment to write the code after k6 ended.
-                        std::thread::sleep(Duration::from_millis(300));
-                        Self::exited(dir, idx).is_none()
-                    }
             }
         }
     }
 
-    fn all_exited(dir: &RunDir) -> bool {
-        (1..=dir.meta.parallelism).all(|i| Self::exited(dir, i).is_some() || Self::lost(dir, i))
+    /// Whether every runner has ended. A runner that looks lost counts as ended only when it
+    /// still does on the next poll (in `suspects`), which gives its wrapper time to write the
+    /// exit code of a k6 that has just ended.
+    fn all_exited(dir: &RunDir, suspects: &mut std::collections::BTreeSet<u32>) -> bool {
+        let mut done = true;
+        for i in 1..=dir.meta.parallelism {
+            if Self::exited(dir, i).is_some() {
+                continue;
+            }
+            if Self::looks_lost(dir, i) {
+                if suspects.insert(i) {
+                    done = false;
+                }
+            } else {
+                suspects.remove(&i);
+                done = false;
+            }
+        }
+        done
     }
 
     fn signal(dir: &RunDir, sig: i32) {
@@ -310,10 +322,11 @@ impl LocalExecutor {
     async fn stop(&self, dir: &RunDir) {
         Self::signal(dir, libc::SIGTERM);
         let give_up = tokio::time::Instant::now() + self.grace;
-        while !Self::all_exited(dir) && tokio::time::Instant::now() < give_up {
+        let mut suspects = std::collections::BTreeSet::new();
+        while !Self::all_exited(dir, &mut suspects) && tokio::time::Instant::now() < give_up {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if !Self::all_exited(dir) {
+        if !Self::all_exited(dir, &mut suspects) {
             Self::signal(dir, libc::SIGKILL);
         }
     }
@@ -326,8 +339,9 @@ impl LocalExecutor {
         mut cancel: watch::Receiver<Option<String>>,
     ) -> Collected {
         let mut ending = Ending::Finished;
+        let mut suspects = std::collections::BTreeSet::new();
         loop {
-            if Self::all_exited(dir) {
+            if Self::all_exited(dir, &mut suspects) {
                 break;
             }
             if Utc::now() >= dir.meta.deadline {
