@@ -7,10 +7,9 @@ mod generate;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use perfsync::server::hooks::sign;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{free_port, git, http, Remote, TestDb};
+use support::{free_port, git, github_push, Remote, TestDb};
 use warp::Filter;
 
 const TESTS: usize = 10_000;
@@ -115,17 +114,8 @@ async fn main() {
             &format!("point {name} at the bench target"),
         );
         *first_hit.lock().unwrap() = None;
-        let body = format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{head}\"}}");
-        let sig = format!("sha256={}", sign("s", body.as_bytes()));
         let t = Instant::now();
-        let (status, _) = http(
-            addr,
-            "POST",
-            "/hooks/github",
-            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
-            body.as_bytes(),
-        )
-        .await;
+        let (status, _) = github_push(addr, "s", &head).await;
         assert_eq!(status, 202);
         loop {
             if let Some(hit) = *first_hit.lock().unwrap() {

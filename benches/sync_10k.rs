@@ -8,7 +8,6 @@ mod support;
 
 use perfsync::config::{Config, Layout};
 use perfsync::metrics::Metrics;
-use perfsync::server::hooks::sign;
 use perfsync::server::{routes, AppState, Health};
 use perfsync::source::git::{GitAuth, GitSource};
 use perfsync::sync::run::sync_loop;
@@ -16,7 +15,7 @@ use perfsync::sync::triggers::Triggers;
 use perfsync::sync::Syncer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{git, http, Remote, TestDb};
+use support::{git, github_push, Remote, TestDb};
 
 const TESTS: usize = 10_000;
 const ROUNDS: usize = 20;
@@ -128,17 +127,8 @@ async fn main() {
         git(&remote.work, &["commit", "-q", "-am", "hook"]);
         git(&remote.work, &["push", "-q", "origin", "HEAD:main"]);
         let head = remote.head();
-        let body = format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{head}\"}}");
-        let sig = format!("sha256={}", sign(&secret, body.as_bytes()));
         let t = Instant::now();
-        let (status, _) = http(
-            addr,
-            "POST",
-            "/hooks/github",
-            &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
-            body.as_bytes(),
-        )
-        .await;
+        let (status, _) = github_push(addr, &secret, &head).await;
         assert_eq!(status, 202);
         let o = outcomes.recv().await.expect("outcome");
         latencies.push(t.elapsed());

@@ -4,7 +4,6 @@
 
 mod support;
 
-use perfsync::server::hooks::sign;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::parts::*;
@@ -135,16 +134,7 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
             .collect::<Vec<_>>(),
         "add smoke test",
     );
-    let body = serde_json::json!({"ref": "refs/heads/main", "after": head, "repository": {"full_name": "qa/load-tests"}}).to_string();
-    let sig = format!("sha256={}", sign(SECRET, body.as_bytes()));
-    let (status, _) = http(
-        daemon.addr,
-        "POST",
-        "/hooks/github",
-        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
-        body.as_bytes(),
-    )
-    .await;
+    let (status, _) = github_push(daemon.addr, SECRET, &head).await;
     assert_eq!(status, 202);
 
     let (run_id, verdict): (String, String) = wait_for("the run's result", 90, || async {

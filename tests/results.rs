@@ -344,7 +344,7 @@ async fn setup() -> Setup {
 fn results_git(s: &Setup) -> ResultsGit {
     ResultsGit {
         source: GitSource::new(
-            &s.remote.path_url(),
+            &s.url,
             "main",
             &s.state.path().join("git"),
             GitAuth::default(),

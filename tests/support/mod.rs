@@ -267,3 +267,20 @@ pub async fn http(
         .unwrap_or_default();
     (status, body)
 }
+
+/// A signed GitHub push webhook for `head` on `main`; returns the status code and body.
+pub async fn github_push(addr: std::net::SocketAddr, secret: &str, head: &str) -> (u16, String) {
+    let body = format!("{{\"ref\":\"refs/heads/main\",\"after\":\"{head}\",\"repository\":{{\"full_name\":\"qa/load-tests\"}}}}");
+    let sig = format!(
+        "sha256={}",
+        perfsync::server::hooks::sign(secret, body.as_bytes())
+    );
+    http(
+        addr,
+        "POST",
+        "/hooks/github",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &sig)],
+        body.as_bytes(),
+    )
+    .await
+}
