@@ -245,7 +245,7 @@ fn sigkill_at_any_moment_of_a_sync_never_plans_a_revision_twice_or_loses_the_las
     };
     // Baseline first.
     let mut child = serve(free_port());
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if synced_head().is_some() {
             break;
         }
@@ -284,7 +284,7 @@ fn sigkill_at_any_moment_of_a_sync_never_plans_a_revision_twice_or_loses_the_las
             .is_ok_and(|s| s.success())
     };
     let mut child = serve(free_port());
-    for _ in 0..400 {
+    for _ in 0..1200 {
         if synced_head().is_some_and(|c| contains(&c)) {
             break;
         }

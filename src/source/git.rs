@@ -40,6 +40,8 @@ pub struct GitSource {
     branch: String,
     clone_dir: PathBuf,
     auth: GitAuth,
+    /// Clears lock files a killed process left in the clone, once per process.
+    unlocked: std::sync::Arc<std::sync::Once>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +95,7 @@ impl GitSource {
             branch: branch.to_string(),
             clone_dir: state_dir.join("repos").join(key),
             auth,
+            unlocked: std::sync::Arc::new(std::sync::Once::new()),
         }
     }
 
@@ -105,6 +108,10 @@ impl GitSource {
     }
 
     fn open(&self) -> Result<Repository, SourceError> {
+        // The clone belongs to this daemon alone; a `*.lock` found before its first use was
+        // left by a process killed mid-fetch or mid-push and would fail every later sync.
+        self.unlocked
+            .call_once(|| remove_stale_locks(&self.clone_dir, 0));
         if self.clone_dir.join("HEAD").exists() {
             return Repository::open_bare(&self.clone_dir)
                 .map_err(|e| git_err(&self.url, "open the local clone", e));
@@ -583,4 +590,20 @@ fn known_hosts_lists(known_hosts: &str, key: &[u8]) -> bool {
         .filter_map(|l| l.split_whitespace().nth(2))
         .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .any(|k| k == key)
+}
+
+fn remove_stale_locks(dir: &Path, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(kind) = e.file_type() else { continue };
+        if kind.is_dir() && depth < 8 && e.file_name() != "objects" {
+            remove_stale_locks(&path, depth + 1);
+        } else if kind.is_file() && path.extension().is_some_and(|x| x == "lock") {
+            tracing::warn!(path = %path.display(), "removing a lock file left by an earlier process");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }

@@ -269,7 +269,11 @@ impl Syncer {
                     })
                     .await?;
                 let index = Index::build(&tree, self.layout.clone(), Some(self.policy.clone()));
-                let snap = Snapshot { commit: head.to_string(), tree, index };
+                let snap = Snapshot {
+                    commit: head.to_string(),
+                    tree,
+                    index,
+                };
                 (snap, None)
             }
         };
