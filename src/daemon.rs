@@ -2,7 +2,10 @@
 //! them ends while the daemon is not shutting down, the daemon exits instead of limping.
 
 use crate::config::{Config, ConfigError};
+use crate::executor::kubernetes::{api as kube_api, lease::LeaderLease, KubeExecutor};
 use crate::executor::local::LocalExecutor;
+use crate::executor::Executor;
+use crate::spec::render::RunnerDefaults;
 use crate::executor::scheduler::Scheduler;
 use crate::metrics::Metrics;
 use crate::record::git_results::ResultsGit;
@@ -33,8 +36,8 @@ pub enum DaemonError {
     Secret(#[from] crate::config::SecretError),
     #[error("server.listen `{addr}`: {reason}")]
     Listen { addr: String, reason: String },
-    #[error("executor.kind: kubernetes is not available in this build yet; use `local`")]
-    ExecutorUnavailable,
+    #[error("executor.kind: kubernetes: {0}")]
+    Kubernetes(String),
     #[error("task `{0}` stopped unexpectedly")]
     TaskDied(String),
     #[error("cannot watch the repository: {0}")]
@@ -52,14 +55,54 @@ pub struct Parts {
 }
 
 /// The scheduler with the configured executor.
-pub fn scheduler(
+pub async fn scheduler(
     config: &Config,
     pool: sqlx::PgPool,
     recorder: Arc<Recorder>,
 ) -> Result<Scheduler, DaemonError> {
-    if config.executor.kind == crate::config::ExecutorKind::Kubernetes {
-        return Err(DaemonError::ExecutorUnavailable);
-    }
+    let extra_env = prometheus_env(config);
+    let executor = match config.executor.kind {
+        crate::config::ExecutorKind::Local => Executor::Local(LocalExecutor {
+            k6: config
+                .executor
+                .k6_binary
+                .clone()
+                .unwrap_or_else(|| "k6".into()),
+            root: Path::new(&config.state_dir).join("runs"),
+            extra_env,
+            grace: std::time::Duration::from_secs(10),
+        }),
+        crate::config::ExecutorKind::Kubernetes => {
+            let e = &config.executor;
+            let client = kube_api::client(e.kubeconfig.as_deref().map(Path::new))
+                .await
+                .map_err(|e| DaemonError::Kubernetes(e.to_string()))?;
+            let defaults = RunnerDefaults {
+                namespace: e.namespace.clone().unwrap_or_else(|| "perfsync".into()),
+                image: e.runner_image.clone(),
+                env: extra_env,
+                runner: e.runner.clone().unwrap_or_default(),
+            };
+            Executor::Kubernetes(KubeExecutor::new(
+                client,
+                Path::new(&config.state_dir).join("kubernetes"),
+                defaults,
+                e.stall_timeout.as_duration(),
+            ))
+        }
+    };
+    let prometheus = config.prometheus.as_ref().map(|p| Prometheus::new(&p.url));
+    Ok(Scheduler::new(
+        pool,
+        executor,
+        recorder,
+        config.policy.clone(),
+        prometheus,
+    ))
+}
+
+/// Prometheus remote-write settings every runner gets when Prometheus is configured.
+fn prometheus_env(config: &Config) -> Vec<(String, String)> {
     let mut extra_env = Vec::new();
     if let Some(p) = &config.prometheus {
         let rw = p
@@ -76,24 +119,7 @@ pub fn scheduler(
             "p(95),p(99),min,max,avg".to_string(),
         ));
     }
-    let executor = LocalExecutor {
-        k6: config
-            .executor
-            .k6_binary
-            .clone()
-            .unwrap_or_else(|| "k6".into()),
-        root: Path::new(&config.state_dir).join("runs"),
-        extra_env,
-        grace: std::time::Duration::from_secs(10),
-    };
-    let prometheus = config.prometheus.as_ref().map(|p| Prometheus::new(&p.url));
-    Ok(Scheduler::new(
-        pool,
-        executor,
-        recorder,
-        config.policy.clone(),
-        prometheus,
-    ))
+    extra_env
 }
 
 /// The recorder of results: database always, git write-back and Grafana as configured.
@@ -158,7 +184,7 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         metrics.clone(),
     );
     let recorder = Arc::new(recorder(&config, &repo_url, pool.clone())?);
-    let scheduler = Arc::new(scheduler(&config, pool.clone(), recorder.clone())?);
+    let scheduler = Arc::new(scheduler(&config, pool.clone(), recorder.clone()).await?);
     let mut hook_secrets = BTreeMap::new();
     let w = &config.webhooks;
     for (name, r) in [
@@ -210,6 +236,28 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         recorder,
         scheduler,
     })
+}
+
+/// The lease this replica must hold to schedule, when leader election is on.
+fn leader_lease(config: &Config, sched: &Scheduler) -> Option<LeaderLease> {
+    let Executor::Kubernetes(k) = sched.executor.as_ref() else {
+        return None;
+    };
+    let le = config.executor.leader_election.clone().unwrap_or_default();
+    if !le.enabled {
+        return None;
+    }
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "perfsync".into());
+    let identity = format!("{host}-{}", std::process::id());
+    Some(LeaderLease::new(
+        k.client.clone(),
+        &k.namespace,
+        &le.lease_name,
+        &identity,
+        le.lease_duration.as_duration(),
+    ))
 }
 
 /// Runs until SIGTERM or SIGINT (then `Ok`) or until a task dies (then `Err`).
@@ -287,7 +335,10 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
                 loop {
                     tokio::select! {
                         o = outcomes.recv() => match o {
-                            Some(o) => sched.set_catalog(o.catalog),
+                            Some(o) => {
+                                sched.set_catalog(o.catalog.clone());
+                                sched.executor.catalog_changed(&o.catalog, Some(&o.head)).await;
+                            }
                             None => break,
                         },
                         _ = s.changed() => break,
@@ -298,10 +349,24 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
             .instrument(tracing::info_span!("sync-outcomes")),
         );
         let (sched, s) = (scheduler.clone(), shutdown.clone());
+        let lease = leader_lease(&config, &sched);
         tasks.spawn(
             async move {
-                sched.run(s).await;
-                "scheduler"
+                let Some(lease) = lease else {
+                    sched.run(s).await;
+                    return "scheduler";
+                };
+                // Only the leader schedules; a lost lease ends the process so that a run is
+                // never followed by two replicas.
+                let mut stop = s.clone();
+                tokio::select! {
+                    _ = lease.acquire() => {}
+                    _ = stop.changed() => return "scheduler",
+                }
+                tokio::select! {
+                    _ = sched.run(s) => "scheduler",
+                    _ = lease.hold() => "leader-lease",
+                }
             }
             .instrument(tracing::info_span!("scheduler")),
         );

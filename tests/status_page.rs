@@ -135,7 +135,7 @@ async fn the_status_page_shows_tests_verdicts_and_history_in_a_real_browser() {
     };
     let scheduler = Arc::new(Scheduler::new(
         pool.clone(),
-        executor,
+        perfsync::executor::Executor::Local(executor),
         recorder,
         policy,
         None,

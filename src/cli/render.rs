@@ -41,10 +41,15 @@ pub fn run(config_path: Option<&Path>, path: &Path, test: &str) -> i32 {
         namespace: exec.namespace.unwrap_or_else(|| "perfsync".into()),
         image: exec.runner_image,
         env: Vec::new(),
+        runner: exec.runner.unwrap_or_default(),
     };
     let docs = [
         serde_yaml::to_string(&configmap(rt, &defaults.namespace)),
-        serde_yaml::to_string(&testrun(rt, 1, &defaults)),
+        serde_yaml::to_string(&testrun(
+            rt,
+            &crate::spec::render::run_id(&rt.test.metadata.name, &rt.revision, 1),
+            &defaults,
+        )),
     ];
     for doc in docs {
         match doc {

@@ -287,7 +287,7 @@ pub enum ExecutorKind {
     Kubernetes,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExecutorConfig {
     #[serde(default)]
@@ -301,6 +301,61 @@ pub struct ExecutorConfig {
     /// Path of the k6 binary (local executor); `k6` on PATH when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k6_binary: Option<String>,
+    /// A kubeconfig file (kubernetes executor); the in-cluster service account, or
+    /// `$KUBECONFIG`, when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// Runner settings every TestRun gets unless its test sets its own (kubernetes executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<crate::spec::model::RunnerSettings>,
+    /// A run whose TestRun stage and runner pods make no progress for this long, with no
+    /// runner running, ends as `error` (an image that cannot be pulled, a pod that cannot be
+    /// scheduled, an operator that is down).
+    #[serde(default = "default_stall", skip_serializing_if = "is_default_stall")]
+    pub stall_timeout: KDuration,
+    /// Leader election through a `coordination.k8s.io` Lease, so two replicas never run the
+    /// same test twice (kubernetes executor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_election: Option<LeaderElection>,
+}
+
+fn default_stall() -> KDuration {
+    KDuration::from_secs(300)
+}
+fn is_default_stall(d: &KDuration) -> bool {
+    *d == default_stall()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LeaderElection {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_lease_name")]
+    pub lease_name: String,
+    /// How long a leader that stops renewing keeps the lease.
+    #[serde(default = "default_lease_duration")]
+    pub lease_duration: KDuration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_lease_name() -> String {
+    "perfsync-leader".into()
+}
+fn default_lease_duration() -> KDuration {
+    KDuration::from_secs(15)
+}
+
+impl Default for LeaderElection {
+    fn default() -> Self {
+        LeaderElection {
+            enabled: true,
+            lease_name: default_lease_name(),
+            lease_duration: default_lease_duration(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -429,5 +484,20 @@ impl Config {
         })?;
         let text = parse::utf8(&shown, &bytes).map_err(ConfigError::Invalid)?;
         Config::parse(&shown, text)
+    }
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            kind: ExecutorKind::Local,
+            namespace: None,
+            runner_image: None,
+            k6_binary: None,
+            kubeconfig: None,
+            runner: None,
+            stall_timeout: default_stall(),
+            leader_election: None,
+        }
     }
 }

@@ -5,12 +5,12 @@
 //! exit code to a file when it ends. Nothing depends on the daemon staying alive: a daemon
 //! that is restarted (or killed) finds the folder again and adopts the run where it stands.
 
+use super::run::{Collected, Meta, RunDir, StartRun};
 use super::ExecutorError;
 use crate::results::report::{summary_from_output, Ending, RunnerReport};
 use crate::spec::catalog::ResolvedTest;
 use crate::spec::render::{entry_script, k6_args, ENTRY_FILE};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -25,51 +25,14 @@ pub struct LocalExecutor {
     pub grace: Duration,
 }
 
-/// What is kept on disk about a run, so another process can adopt it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Meta {
-    pub run_id: String,
-    pub test: String,
-    pub revision: String,
-    pub parallelism: u32,
-    pub start: DateTime<Utc>,
-    pub deadline: DateTime<Utc>,
-    /// Per runner: the process group (the wrapping shell).
-    pub pgids: Vec<i32>,
-    /// The spec the run started with, so an adopting process judges it the same way.
-    pub spec: crate::spec::model::PerfTestSpec,
-    pub trigger: String,
-    pub commit: Option<String>,
-    pub author: Option<String>,
-}
-
-/// What a run is started with.
-pub struct StartRun<'a> {
-    pub run_id: &'a str,
-    pub test: &'a ResolvedTest,
-    pub timeout: Duration,
-    pub trigger: &'a str,
-    pub commit: Option<&'a str>,
-    pub author: Option<&'a str>,
-}
-
-/// A run's folder.
-#[derive(Debug, Clone)]
-pub struct RunDir {
-    pub path: PathBuf,
-    pub meta: Meta,
-}
-
-/// What the runners came to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Collected {
-    pub runners: Vec<RunnerReport>,
-    pub ending: Ending,
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-}
-
 const WRAPPER: &str = r#""$0" "$@" > "$PERFSYNC_OUT" 2> "$PERFSYNC_ERR" & k=$!; echo $k > "$PERFSYNC_PID"; trap "" TERM INT HUP; wait $k; echo $? > "$PERFSYNC_EXIT.tmp" && mv "$PERFSYNC_EXIT.tmp" "$PERFSYNC_EXIT""#;
+
+fn dir_error(e: super::run::DirError) -> ExecutorError {
+    ExecutorError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
 
 fn io(path: &Path, source: std::io::Error) -> ExecutorError {
     ExecutorError::Io {
@@ -97,9 +60,9 @@ impl LocalExecutor {
     /// Writes the bundle and starts the runners. Idempotent on the run id: a run whose folder
     /// already holds started runners is returned as it is, never started twice.
     pub fn start(&self, req: &StartRun) -> Result<RunDir, ExecutorError> {
-        let (run_id, rt, timeout) = (req.run_id, req.test, req.timeout);
+        let (run_id, rt) = (req.run_id, req.test);
         let dir = self.dir(run_id);
-        if let Some(existing) = self.load(&dir) {
+        if let Some(existing) = RunDir::load(&dir) {
             return Ok(existing);
         }
         let bundle = dir.join("bundle");
@@ -118,22 +81,8 @@ impl LocalExecutor {
             entry_script(&format!("./{}", rt.bundle.entry), &rt.test.spec.thresholds),
         )
         .map_err(|e| io(&entry, e))?;
-        let n = rt.test.spec.parallelism().max(1);
-        let start = Utc::now();
-        let mut meta = Meta {
-            run_id: run_id.to_string(),
-            test: rt.test.metadata.name.clone(),
-            revision: rt.revision.clone(),
-            parallelism: n,
-            start,
-            deadline: start
-                + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::hours(1)),
-            pgids: Vec::new(),
-            spec: rt.test.spec.clone(),
-            trigger: req.trigger.to_string(),
-            commit: req.commit.map(str::to_string),
-            author: req.author.map(str::to_string),
-        };
+        let mut meta = Meta::new(req, Utc::now());
+        let n = meta.parallelism;
         let sequence: Vec<String> = (0..=n)
             .map(|i| {
                 if i == 0 {
@@ -165,7 +114,7 @@ impl LocalExecutor {
         env.extend(self.extra_env.iter().cloned());
         // The folder is claimed before any runner starts, so a crash in between leaves a run
         // that is adopted (its runners found lost) rather than one started twice.
-        self.write_meta(&dir, &meta)?;
+        let mut run = RunDir::create(dir.clone(), meta.clone()).map_err(dir_error)?;
         for i in 0..n {
             let idx = i + 1;
             let mut cmd = std::process::Command::new("sh");
@@ -212,44 +161,18 @@ impl LocalExecutor {
                 let _ = child.wait();
             });
         }
-        self.write_meta(&dir, &meta)?;
-        Ok(RunDir { path: dir, meta })
-    }
-
-    fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), ExecutorError> {
-        let meta_path = dir.join("meta.json");
-        let tmp = dir.join("meta.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default())
-            .map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, &meta_path).map_err(|e| io(&meta_path, e))
-    }
-
-    fn load(&self, dir: &Path) -> Option<RunDir> {
-        let bytes = std::fs::read(dir.join("meta.json")).ok()?;
-        let meta: Meta = serde_json::from_slice(&bytes).ok()?;
-        Some(RunDir {
-            path: dir.to_path_buf(),
-            meta,
-        })
+        run.meta = meta;
+        run.save_meta().map_err(dir_error)?;
+        Ok(run)
     }
 
     /// Runs left by an earlier process and not yet recorded.
     pub fn leftovers(&self) -> Vec<RunDir> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else {
-            return Vec::new();
-        };
-        let mut out: Vec<RunDir> = entries
-            .flatten()
-            .filter_map(|e| self.load(&e.path()))
-            .filter(|d| !d.path.join("recorded").exists())
-            .collect();
-        out.sort_by(|a, b| a.meta.start.cmp(&b.meta.start));
-        out
+        RunDir::unrecorded(&self.root)
     }
 
-    /// Marks a run's folder as recorded; it is then never adopted again.
     pub fn mark_recorded(&self, dir: &RunDir) {
-        let _ = std::fs::write(dir.path.join("recorded"), b"");
+        dir.mark_recorded();
     }
 
     fn exited(dir: &RunDir, idx: u32) -> Option<i32> {
@@ -392,17 +315,5 @@ impl LocalExecutor {
             start: dir.meta.start,
             end,
         }
-    }
-
-    /// The last lines of each runner's log, for the run page.
-    pub fn log_tail(&self, run_id: &str, lines: usize) -> Vec<(u32, Vec<String>)> {
-        let dir = self.dir(run_id);
-        (1..=64)
-            .map_while(|idx| {
-                let text = std::fs::read_to_string(dir.join(format!("runner-{idx}.log"))).ok()?;
-                let all: Vec<String> = text.lines().map(str::to_string).collect();
-                Some((idx, all[all.len().saturating_sub(lines)..].to_vec()))
-            })
-            .collect()
     }
 }

@@ -2,7 +2,8 @@
 //! end, hands it to the recorder, adopts runs a previous process left running, stops runs of
 //! deleted tests, and queues cron-scheduled runs.
 
-use super::local::{Collected, LocalExecutor, RunDir, StartRun};
+use super::run::{Collected, RunDir, StartRun};
+use super::Executor;
 use super::schedule::{decide, Queued};
 use crate::config::Policy;
 use crate::record::recorder::{Finish, Recorder};
@@ -22,7 +23,7 @@ use tracing::{info, warn, Instrument};
 
 pub struct Scheduler {
     pub pool: PgPool,
-    pub executor: Arc<LocalExecutor>,
+    pub executor: Arc<Executor>,
     pub recorder: Arc<Recorder>,
     pub policy: Policy,
     pub prometheus: Option<Prometheus>,
@@ -56,18 +57,18 @@ fn trigger_of(s: &str) -> RunTrigger {
 impl Scheduler {
     pub fn new(
         pool: PgPool,
-        executor: LocalExecutor,
+        executor: Executor,
         recorder: Arc<Recorder>,
         policy: Policy,
         prometheus: Option<Prometheus>,
     ) -> Scheduler {
         Scheduler {
             pool,
+            executor_name: executor.name().into(),
             executor: Arc::new(executor),
             recorder,
             policy,
             prometheus,
-            executor_name: "local".into(),
             catalog: RwLock::new(None),
             active: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
@@ -195,7 +196,7 @@ impl Scheduler {
     }
 
     async fn adopt(self: &Arc<Self>, tasks: &mut JoinSet<()>, shutdown: &watch::Receiver<bool>) {
-        for dir in self.executor.leftovers() {
+        for dir in self.executor.leftovers().await {
             info!(run = %dir.meta.run_id, "adopting a run left by an earlier process");
             self.spawn_follow(tasks, dir, shutdown.clone());
         }
@@ -275,7 +276,7 @@ impl Scheduler {
             };
             match self.valid_test(&row.test) {
                 Some(rt) if rt.revision == row.revision => {
-                    self.spawn_start(tasks, row, rt, shutdown.clone())
+                    self.spawn_start(tasks, row, rt, shutdown.clone()).await
                 }
                 Some(_) | None => {
                     self.end_unstarted(
@@ -331,7 +332,7 @@ impl Scheduler {
         }
     }
 
-    fn spawn_start(
+    async fn spawn_start(
         self: &Arc<Self>,
         tasks: &mut JoinSet<()>,
         row: RunRow,
@@ -360,15 +361,20 @@ impl Scheduler {
             commit: row.commit.as_deref(),
             author: row.author.as_deref(),
         };
-        match self.executor.start(&req) {
+        match self.executor.start(&req).await {
             Ok(dir) => {
                 let me = self.clone();
                 let (id, test, start) = (row.id.clone(), row.test.clone(), dir.meta.start);
-                tokio::spawn(async move {
-                    if let Err(e) = me.recorder.started(&id, &test, start).await {
-                        warn!(run = %id, error = %e, "could not record the start");
+                let d = dir.clone();
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = me.recorder.started(&id, &test, start).await {
+                            warn!(run = %id, error = %e, "could not record the start");
+                        }
+                        me.executor.started(&d).await;
                     }
-                });
+                    .instrument(tracing::info_span!("run-started", run = %row.id)),
+                );
                 self.spawn_follow(tasks, dir, shutdown);
             }
             Err(e) => {
@@ -436,7 +442,7 @@ impl Scheduler {
         match self.recorder.finish(f).await {
             Ok(s) => {
                 info!(status = s.status.as_str(), p95 = ?s.p95_ms(), "run recorded");
-                self.executor.mark_recorded(dir);
+                self.executor.recorded(dir, &s).await;
             }
             Err(e) => {
                 warn!(error = %e, "recording failed; the run is adopted again at the next start")

@@ -4,7 +4,7 @@
 use crate::spec::render::SUMMARY_MARKER;
 use chrono::{DateTime, Utc};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunnerReport {
     /// 1-based, as the k6-operator numbers its runner jobs.
     pub index: u32,
@@ -16,7 +16,7 @@ pub struct RunnerReport {
     pub summary: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ending {
     /// Every runner exited; their exit codes say how it went.
     Finished,

@@ -99,6 +99,8 @@ pub struct ObjectMeta {
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -174,6 +176,7 @@ pub fn configmap(rt: &ResolvedTest, namespace: &str) -> ConfigMap {
             name: configmap_name(&rt.test.metadata.name, &rt.revision),
             namespace: namespace.into(),
             labels: labels(rt),
+            annotations: BTreeMap::new(),
         },
         immutable: true,
         data,
@@ -252,11 +255,14 @@ pub struct RunnerDefaults {
     pub image: Option<String>,
     /// Extra environment, e.g. Prometheus remote-write settings.
     pub env: Vec<(String, String)>,
+    /// Runner settings from the config; a test's own settings win, field by field.
+    pub runner: super::model::RunnerSettings,
 }
 
-pub fn testrun(rt: &ResolvedTest, attempt: u32, defaults: &RunnerDefaults) -> TestRun {
+/// The TestRun of run `run` (see [`run_id`]).
+pub fn testrun(rt: &ResolvedTest, run: &str, defaults: &RunnerDefaults) -> TestRun {
     let spec = &rt.test.spec;
-    let run = run_id(&rt.test.metadata.name, &rt.revision, attempt);
+    let run = run.to_string();
     let cm = configmap_name(&rt.test.metadata.name, &rt.revision);
     let mut labels = labels(rt);
     labels.insert(LABEL_RUN.into(), run.clone());
@@ -280,7 +286,31 @@ pub fn testrun(rt: &ResolvedTest, attempt: u32, defaults: &RunnerDefaults) -> Te
         .into_iter()
         .map(|(key, path)| serde_json::json!({"key": key, "path": path}))
         .collect();
-    let runner = spec.runner.clone().unwrap_or_default();
+    let own = spec.runner.clone().unwrap_or_default();
+    let base = defaults.runner.clone();
+    let runner = super::model::RunnerSettings {
+        image: own.image.or(base.image),
+        resources: own.resources.or(base.resources),
+        node_selector: if own.node_selector.is_empty() {
+            base.node_selector
+        } else {
+            own.node_selector
+        },
+        tolerations: if own.tolerations.is_empty() {
+            base.tolerations
+        } else {
+            own.tolerations
+        },
+        service_account_name: own.service_account_name.or(base.service_account_name),
+    };
+    let mut arguments = k6_args(rt, &run);
+    if defaults
+        .env
+        .iter()
+        .any(|(k, _)| k == "K6_PROMETHEUS_RW_SERVER_URL")
+    {
+        arguments.extend(["-o".to_string(), "experimental-prometheus-rw".to_string()]);
+    }
     TestRun {
         api_version: "k6.io/v1alpha1",
         kind: "TestRun",
@@ -288,6 +318,7 @@ pub fn testrun(rt: &ResolvedTest, attempt: u32, defaults: &RunnerDefaults) -> Te
             name: run.clone(),
             namespace: defaults.namespace.clone(),
             labels: labels.clone(),
+            annotations: BTreeMap::new(),
         },
         spec: TestRunSpec {
             parallelism: spec.parallelism(),
@@ -297,7 +328,7 @@ pub fn testrun(rt: &ResolvedTest, attempt: u32, defaults: &RunnerDefaults) -> Te
                     file: ENTRY_FILE.into(),
                 },
             },
-            arguments: k6_args(rt, &run).join(" "),
+            arguments: arguments.join(" "),
             runner: Runner {
                 image: runner
                     .image

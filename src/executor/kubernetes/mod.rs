@@ -1,3 +1,464 @@
-//! The kubernetes executor (k6-operator TestRuns). So far: the `PerfTest` mirror CRD.
+//! The kubernetes executor: each run as a k6-operator TestRun. Per revision an immutable
+//! ConfigMap holds the bundle; per run a TestRun is applied server-side; the run is followed
+//! through the TestRun's stage and its runner pods, whose exit codes and logs (the summary
+//! line) are read before the TestRun is deleted. A folder per run under the state directory
+//! keeps what was collected, so a crash between stopping a run and recording it loses
+//! nothing; the TestRun's `perfsync.dev/meta` annotation lets a process with an empty state
+//! directory adopt what is running.
 
+pub mod api;
 pub mod crd;
+pub mod follow;
+pub mod lease;
+pub mod mirror;
+pub mod reflect;
+
+use super::run::{write_atomic, Collected, Meta, RunDir, StartRun};
+use super::ExecutorError;
+use crate::results::report::{summary_from_output, Ending, RunnerReport};
+use crate::results::RunSummary;
+use crate::spec::catalog::ResolvedTest;
+use crate::spec::render::{self, RunnerDefaults, LABEL_RUN, LABEL_TEST, MANAGED_BY};
+use crate::spec::Catalog;
+use chrono::{DateTime, Utc};
+use follow::RunnerState;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+pub const FIELD_MANAGER: &str = "perfsync";
+pub const META_ANNOTATION: &str = "perfsync.dev/meta";
+const ATTEMPTS: u32 = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubernetes client: {message}")]
+    Config { message: String },
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Local(#[from] super::run::DirError),
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
+    let what = what.into();
+    move |source| KubeError::Api { what, source }
+}
+
+pub struct KubeExecutor {
+    pub client: kube::Client,
+    pub namespace: String,
+    /// `<stateDir>/kubernetes`: one folder per run.
+    pub root: PathBuf,
+    pub defaults: RunnerDefaults,
+    pub stall: Duration,
+    pub mirror: mirror::Mirror,
+    /// The revision of every valid test, for pruning ConfigMaps.
+    current: Mutex<BTreeMap<String, String>>,
+}
+
+fn managed() -> String {
+    format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
+impl KubeExecutor {
+    pub fn new(
+        client: kube::Client,
+        root: PathBuf,
+        defaults: RunnerDefaults,
+        stall: Duration,
+    ) -> KubeExecutor {
+        let namespace = defaults.namespace.clone();
+        KubeExecutor {
+            mirror: mirror::Mirror::new(client.clone(), &namespace),
+            client,
+            namespace,
+            root,
+            defaults,
+            stall,
+            current: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn testruns(&self) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.namespace, &api::testrun_resource())
+    }
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+    fn configmaps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Creates the run's ConfigMap (if its revision has none yet) and applies its TestRun.
+    /// Idempotent on the run id: a run that has a folder is returned as it is.
+    pub async fn start(&self, req: &StartRun<'_>) -> Result<RunDir, ExecutorError> {
+        let path = self.root.join(req.run_id);
+        if let Some(existing) = RunDir::load(&path) {
+            return Ok(existing);
+        }
+        let wrap = |source| ExecutorError::Kubernetes {
+            run: req.run_id.to_string(),
+            source,
+        };
+        let dir = RunDir::create(path.clone(), Meta::new(req, Utc::now()))
+            .map_err(|e| wrap(e.into()))?;
+        let applied = async {
+            self.ensure_configmap(req.test).await?;
+            self.apply_testrun(req.test, &dir.meta).await
+        }
+        .await;
+        if let Err(e) = applied {
+            // Nothing runs: forget the folder so the run is not adopted as a lost one.
+            let _ = std::fs::remove_dir_all(&path);
+            return Err(wrap(e));
+        }
+        Ok(dir)
+    }
+
+    async fn ensure_configmap(&self, rt: &ResolvedTest) -> Result<(), KubeError> {
+        let cm = render::configmap(rt, &self.namespace);
+        let body: ConfigMap = serde_json::to_value(&cm)
+            .and_then(serde_json::from_value)
+            .map_err(|e| KubeError::Config {
+                message: format!("rendering ConfigMap {}: {e}", cm.metadata.name),
+            })?;
+        let api = self.configmaps();
+        let pp = PostParams::default();
+        let created = api::retry("create ConfigMap", ATTEMPTS, || api.create(&pp, &body))
+        .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Immutable and named by revision: one that exists holds this very bundle.
+            Err(e) if api::is_already_exists(&e) => Ok(()),
+            Err(e) => Err(api_err(format!("creating ConfigMap {}", cm.metadata.name))(e)),
+        }
+    }
+
+    async fn apply_testrun(&self, rt: &ResolvedTest, meta: &Meta) -> Result<(), KubeError> {
+        let mut tr = render::testrun(rt, &meta.run_id, &self.defaults);
+        tr.metadata.annotations.insert(
+            META_ANNOTATION.into(),
+            serde_json::to_string(meta).unwrap_or_default(),
+        );
+        let body = serde_json::to_value(&tr).map_err(|e| KubeError::Config {
+            message: format!("rendering TestRun {}: {e}", meta.run_id),
+        })?;
+        let api = self.testruns();
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        let patch = Patch::Apply(&body);
+        api::retry("apply TestRun", ATTEMPTS, || api.patch(&meta.run_id, &pp, &patch))
+        .await
+        .map_err(api_err(format!("applying TestRun {}", meta.run_id)))?;
+        info!(run = %meta.run_id, "TestRun applied");
+        Ok(())
+    }
+
+    /// Runs not yet recorded: folders under the state directory, and TestRuns of perfsync's
+    /// in the namespace that have none (the state directory was lost with the pod).
+    pub async fn leftovers(&self) -> Vec<RunDir> {
+        let mut out = RunDir::unrecorded(&self.root);
+        let known: BTreeSet<String> = out.iter().map(|d| d.meta.run_id.clone()).collect();
+        let api = self.testruns();
+        let lp = ListParams::default().labels(&managed());
+        let listed = api::retry("list TestRuns", ATTEMPTS, || api.list(&lp)).await;
+        match listed {
+            Ok(list) => {
+                for tr in list.items {
+                    let name = tr.name_any();
+                    let path = self.root.join(&name);
+                    if known.contains(&name) || RunDir::load(&path).is_some() {
+                        continue;
+                    }
+                    let meta = tr
+                        .annotations()
+                        .get(META_ANNOTATION)
+                        .and_then(|m| serde_json::from_str::<Meta>(m).ok());
+                    match meta.map(|m| RunDir::create(path, m)) {
+                        Some(Ok(dir)) => out.push(dir),
+                        Some(Err(e)) => warn!(run = %name, error = %e, "cannot adopt"),
+                        None => warn!(run = %name, "a TestRun of perfsync's without readable meta; left alone"),
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list TestRuns to adopt; folders only"),
+        }
+        out.sort_by(|a, b| a.meta.start.cmp(&b.meta.start));
+        out
+    }
+
+    async fn read_log(&self, pod: &str) -> Option<String> {
+        let api = self.pods();
+        let lp = LogParams {
+            container: Some("k6".into()),
+            ..LogParams::default()
+        };
+        let got = api::retry("read pod log", 4, || api.logs(pod, &lp)).await;
+        match got {
+            Ok(l) => Some(l),
+            // A pod whose only container is named otherwise.
+            Err(e) if api::code(&e) == Some(400) => api.logs(pod, &LogParams::default()).await.ok(),
+            Err(e) => {
+                warn!(pod, error = %e, "cannot read the runner's log yet");
+                None
+            }
+        }
+    }
+
+    async fn delete_testrun(&self, name: &str) -> Result<(), KubeError> {
+        let api = self.testruns();
+        let dp = DeleteParams::background();
+        match api::retry("delete TestRun", ATTEMPTS, || api.delete(name, &dp)).await {
+            Ok(_) => Ok(()),
+            Err(e) if api::is_not_found(&e) => Ok(()),
+            Err(e) => Err(api_err(format!("deleting TestRun {name}"))(e)),
+        }
+    }
+
+    /// Follows a run to its end. What was collected is written to the run's folder before
+    /// anything is deleted, so a restarted process records it without the cluster.
+    pub async fn wait(&self, dir: &RunDir, mut cancel: watch::Receiver<Option<String>>) -> Collected {
+        let collected_path = dir.path.join("collected.json");
+        if let Some(c) = std::fs::read(&collected_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Collected>(&b).ok())
+        {
+            return c;
+        }
+        let name = dir.meta.run_id.clone();
+        let n = dir.meta.parallelism.max(1);
+        let mut trs = reflect::reflect(self.testruns(), "testrun", format!("{LABEL_RUN}={name}"));
+        let mut pods = reflect::reflect(self.pods(), "pod", format!("k6_cr={name}"));
+        // Logs by runner index: (pod, log).
+        let mut logs: BTreeMap<u32, (String, String)> = BTreeMap::new();
+        let mut last_key = String::new();
+        let mut last_progress = tokio::time::Instant::now();
+        let mut seen = false;
+        let ending = loop {
+            let (tr_snap, pod_snap) = (trs.borrow().clone(), pods.borrow().clone());
+            if tr_snap.listed && pod_snap.listed {
+                let tr = tr_snap.objects.get(&name);
+                seen |= tr.is_some();
+                let stage = tr.and_then(follow::stage);
+                let runners = follow::runners(pod_snap.objects.values(), &name);
+                for (i, pod) in &runners {
+                    let pname = pod.name_any();
+                    let fetched = logs.get(i).is_some_and(|(p, _)| *p == pname);
+                    if !fetched && matches!(follow::runner_state(pod), RunnerState::Ended { .. }) {
+                        if let Some(l) = self.read_log(&pname).await {
+                            logs.insert(*i, (pname, l));
+                        }
+                    }
+                }
+                let ended_with_log = |i: &u32| {
+                    runners.get(i).is_some_and(|p| {
+                        matches!(follow::runner_state(p), RunnerState::Ended { .. })
+                            && logs.get(i).is_some_and(|(pn, _)| *pn == p.name_any())
+                    })
+                };
+                if (1..=n).all(|i| ended_with_log(&i)) {
+                    break Ending::Finished;
+                }
+                if stage.as_deref() == Some("error") {
+                    let why = tr.map(follow::stage_error).unwrap_or_default();
+                    self.stop(&name, &runners, &mut logs).await;
+                    break Ending::Error(why);
+                }
+                if stage.as_deref() == Some("finished")
+                    && runners.keys().all(|i| ended_with_log(i))
+                {
+                    break Ending::Finished; // runners without a pod are lost
+                }
+                if tr.is_none() && seen {
+                    self.stop(&name, &runners, &mut logs).await;
+                    break Ending::Error("the TestRun was deleted by someone other than perfsync".into());
+                }
+                let key = follow::progress_key(stage.as_deref(), &runners);
+                let running = runners
+                    .values()
+                    .any(|p| follow::runner_state(p) == RunnerState::Running);
+                if key != last_key {
+                    last_key = key;
+                    last_progress = tokio::time::Instant::now();
+                } else if !running && last_progress.elapsed() >= self.stall {
+                    let why = format!(
+                        "no progress for {}s: {}",
+                        self.stall.as_secs(),
+                        follow::stall_reason(stage.as_deref(), &runners, n)
+                    );
+                    self.stop(&name, &runners, &mut logs).await;
+                    break Ending::Error(why);
+                }
+            }
+            if Utc::now() >= dir.meta.deadline {
+                let snap = pods.borrow().clone();
+                let runners = follow::runners(snap.objects.values(), &name);
+                self.stop(&name, &runners, &mut logs).await;
+                break Ending::Timeout;
+            }
+            let requested = cancel.borrow().clone();
+            if let Some(why) = requested {
+                let snap = pods.borrow().clone();
+                let runners = follow::runners(snap.objects.values(), &name);
+                self.stop(&name, &runners, &mut logs).await;
+                break Ending::Aborted(why);
+            }
+            tokio::select! {
+                _ = trs.changed() => {}
+                _ = pods.changed() => {}
+                _ = cancel.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        };
+        let final_pods = pods.borrow().clone();
+        let runners = follow::runners(final_pods.objects.values(), &name);
+        let collected = collect(dir, n, ending, &runners, &logs);
+        for (i, (_, log)) in &logs {
+            let _ = std::fs::write(dir.path.join(format!("runner-{i}.log")), log);
+        }
+        if let Err(e) = write_atomic(
+            &collected_path,
+            &serde_json::to_vec(&collected).unwrap_or_default(),
+        ) {
+            warn!(run = %name, error = %e, "cannot keep what was collected");
+        }
+        collected
+    }
+
+    /// Stops a run: reads what the runners logged so far, then deletes the TestRun (its
+    /// Jobs and pods go with it).
+    async fn stop(&self, name: &str, runners: &BTreeMap<u32, &Pod>, logs: &mut BTreeMap<u32, (String, String)>) {
+        for (i, pod) in runners {
+            let pname = pod.name_any();
+            if logs.get(i).is_some_and(|(p, _)| *p == pname) {
+                continue;
+            }
+            if let Some(l) = self.read_log(&pname).await {
+                logs.insert(*i, (pname, l));
+            }
+        }
+        if let Err(e) = self.delete_testrun(name).await {
+            warn!(run = %name, error = %e, "cannot delete the TestRun; pruned later");
+        }
+    }
+
+    /// After recording: delete the TestRun, never adopt the run again, update its mirror,
+    /// prune what no test needs any more.
+    pub async fn recorded(&self, dir: &RunDir, summary: &RunSummary) {
+        if let Err(e) = self.delete_testrun(&dir.meta.run_id).await {
+            warn!(run = %dir.meta.run_id, error = %e, "cannot delete the TestRun; pruned later");
+        }
+        dir.mark_recorded();
+        self.mirror.run_ended(&dir.meta.test, summary).await;
+        self.prune().await;
+    }
+
+    pub async fn started(&self, dir: &RunDir) {
+        self.mirror.run_started(&dir.meta.test, &dir.meta.run_id).await;
+    }
+
+    pub async fn catalog_changed(&self, catalog: &Catalog, commit: Option<&str>) {
+        if let Ok(mut c) = self.current.lock() {
+            *c = catalog
+                .valid_tests()
+                .map(|rt| (rt.test.metadata.name.clone(), rt.revision.clone()))
+                .collect();
+        }
+        self.mirror.sync(catalog, commit).await;
+        self.prune().await;
+    }
+
+    /// Deletes ConfigMaps no current revision and no TestRun uses, and TestRuns of runs
+    /// already recorded.
+    pub async fn prune(&self) {
+        let (trs, cms) = (self.testruns(), self.configmaps());
+        let lp = ListParams::default().labels(&managed());
+        let (Ok(runs), Ok(maps)) = (
+            api::retry("list TestRuns", ATTEMPTS, || trs.list(&lp)).await,
+            api::retry("list ConfigMaps", ATTEMPTS, || cms.list(&lp)).await,
+        ) else {
+            warn!("cannot list what to prune; trying again later");
+            return;
+        };
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        for tr in &runs.items {
+            let name = tr.name_any();
+            if RunDir::load(&self.root.join(&name)).is_some_and(|d| d.is_recorded()) {
+                let _ = self.delete_testrun(&name).await;
+                continue;
+            }
+            if let Some(cm) = tr.data.pointer("/spec/script/configMap/name").and_then(|v| v.as_str()) {
+                used.insert(cm.to_string());
+            }
+        }
+        let current: BTreeSet<String> = self
+            .current
+            .lock()
+            .map(|c| c.iter().map(|(t, r)| render::configmap_name(t, r)).collect())
+            .unwrap_or_default();
+        if current.is_empty() && used.is_empty() {
+            // Before the first sync nothing is known to be unused.
+            return;
+        }
+        for cm in maps.items {
+            let name = cm.name_any();
+            if used.contains(&name) || current.contains(&name) {
+                continue;
+            }
+            let dp = DeleteParams::default();
+            match api::retry("delete ConfigMap", ATTEMPTS, || cms.delete(&name, &dp)).await {
+                Ok(_) => info!(configmap = %name, test = ?cm.labels().get(LABEL_TEST), "pruned"),
+                Err(e) if api::is_not_found(&e) => {}
+                Err(e) => warn!(configmap = %name, error = %e, "cannot prune"),
+            }
+        }
+    }
+}
+
+/// The runners' reports from their pods' states and logs.
+fn collect(
+    dir: &RunDir,
+    n: u32,
+    ending: Ending,
+    runners: &BTreeMap<u32, &Pod>,
+    logs: &BTreeMap<u32, (String, String)>,
+) -> Collected {
+    let mut end: Option<DateTime<Utc>> = None;
+    let reports = (1..=n)
+        .map(|i| {
+            let summary = logs.get(&i).and_then(|(_, l)| summary_from_output(l));
+            let (exit_code, reason) = match runners.get(&i).map(|p| follow::runner_state(p)) {
+                Some(RunnerState::Ended { exit_code, reason, finished_at }) => {
+                    if let Some(t) = finished_at {
+                        end = Some(end.map_or(t, |e| e.max(t)));
+                    }
+                    (exit_code, reason)
+                }
+                Some(_) => (None, Some("the runner was stopped before it ended".into())),
+                None => (None, Some("the runner's pod was never seen (lost, or never created)".into())),
+            };
+            RunnerReport {
+                index: i,
+                exit_code,
+                reason,
+                summary,
+            }
+        })
+        .collect();
+    Collected {
+        runners: reports,
+        ending,
+        start: dir.meta.start,
+        end: end.unwrap_or_else(Utc::now),
+    }
+}
