@@ -4,41 +4,14 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+use support::daemon::*;
 use support::parts::*;
 use support::*;
 
 const SECRET: &str = "hook-secret-e2e";
 const TOKEN: &str = "api-token-e2e";
-
-struct Daemon {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
-    // Each daemon's log goes beside its config, for a failing test to be read.
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(cfg.with_file_name("daemon.log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_perfsync"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("PERFSYNC_DATABASE_URL", db_url)
-        .env("E2E_HOOK_SECRET", SECRET)
-        .env("E2E_API_TOKEN", TOKEN)
-        .env("PERFSYNC_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Daemon {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-    }
-}
 
 fn write_config(dir: &std::path::Path, repo: &str, port: u16) -> std::path::PathBuf {
     let cfg = dir.join("perfsync.yaml");
@@ -68,39 +41,6 @@ fn smoke(
     ]
 }
 
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> F,
-) -> T {
-    for _ in 0..secs * 10 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("daemon.log"))
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect();
-    let tail: String = logs
-        .iter()
-        .flat_map(|l| {
-            l.lines()
-                .rev()
-                .take(15)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    panic!("timed out waiting for {what}; daemon logs:\n{tail}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status_page() {
     if !k6_available() {
@@ -115,7 +55,7 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(dir.path(), &url, port);
-    let mut daemon = start_daemon(&cfg, &db.url, port);
+    let mut daemon = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
     wait_for("the baseline sync", 30, || async {
         sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
             .fetch_optional(&pool)
@@ -316,7 +256,7 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     let port = free_port();
     let cfg = write_config(dir.path(), &url, port);
     eprintln!("daemon log: {}", cfg.with_file_name("daemon.log").display());
-    let mut d = start_daemon(&cfg, &db.url, port);
+    let mut d = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
     wait_for("the baseline sync", 30, || async {
         sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
             .fetch_optional(&pool)
@@ -338,7 +278,7 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
             &format!("round {round}"),
         );
         let before = git(&remote.bare, &["rev-parse", "main"]);
-        let mut d = start_daemon(&cfg, &db.url, port);
+        let mut d = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3000))).await;
         let _ = d.child.kill();
         let _ = d.child.wait();
@@ -363,7 +303,7 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
         );
     }
     // One last daemon, left to settle everything.
-    let mut d = start_daemon(&cfg, &db.url, port);
+    let mut d = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
     let head = remote.head();
     wait_for("every run to end and be pushed", 180, || async {
         let synced: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state")

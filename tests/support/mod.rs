@@ -2,7 +2,10 @@
 //! PostgreSQL schema of its own per test, and a raw HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod http_git;
+pub mod kube_api;
+pub mod operator;
 pub mod parts;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,72 @@
+//! `perfsync serve` as a process for end-to-end tests, and waiting on what it does.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: std::net::SocketAddr,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `perfsync serve --config cfg`; its log goes beside the config, for a failing test.
+pub fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16, env: &[(&str, &str)]) -> Daemon {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cfg.with_file_name("daemon.log"))
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_perfsync"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .env("PERFSYNC_DATABASE_URL", db_url)
+        .env("PERFSYNC_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Daemon {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    }
+}
+
+/// Polls `f` every 100 ms for `secs`; on time-out fails with the tail of the daemon logs.
+pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) -> T {
+    for _ in 0..secs * 10 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("daemon.log"))
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect();
+    let tail: String = logs
+        .iter()
+        .flat_map(|l| {
+            l.lines()
+                .rev()
+                .take(15)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    panic!("timed out waiting for {what}; daemon logs:\n{tail}");
+}
