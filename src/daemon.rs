@@ -335,10 +335,7 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
                 loop {
                     tokio::select! {
                         o = outcomes.recv() => match o {
-                            Some(o) => {
-                                sched.set_catalog(o.catalog.clone());
-                                sched.executor.catalog_changed(&o.catalog, Some(&o.head)).await;
-                            }
+                            Some(o) => sched.set_catalog_at(o.catalog, Some(o.head)),
                             None => break,
                         },
                         _ = s.changed() => break,

@@ -390,6 +390,13 @@ fn the_checked_in_crd_is_current_and_has_status_and_printer_columns() {
         checked_in == String::from_utf8_lossy(&out.stdout),
         "crds/perftest.yaml is stale: run `perfsync crd > crds/perftest.yaml`"
     );
+    // kustomize reads only files under its own folder: manifests/ holds a second copy.
+    let in_manifests =
+        std::fs::read_to_string(root.join("manifests/perftest-crd.yaml")).unwrap_or_default();
+    assert!(
+        in_manifests == String::from_utf8_lossy(&out.stdout),
+        "manifests/perftest-crd.yaml is stale: run `perfsync crd > manifests/perftest-crd.yaml`"
+    );
     let crd: serde_json::Value = serde_yaml::from_str(&checked_in).unwrap();
     assert_eq!(crd["spec"]["group"], "perfsync.dev");
     assert_eq!(crd["spec"]["scope"], "Namespaced");
@@ -408,5 +415,44 @@ fn the_checked_in_crd_is_current_and_has_status_and_printer_columns() {
     assert_eq!(
         columns,
         vec!["Revision", "Last Result", "p95", "Last Run", "Age"]
+    );
+}
+
+#[test]
+fn the_manifests_are_complete_and_their_config_validates() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let k: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    let mut kinds = Vec::new();
+    for r in k["resources"].as_array().unwrap() {
+        let text = std::fs::read_to_string(root.join(r.as_str().unwrap())).unwrap();
+        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        kinds.push(doc["kind"].as_str().unwrap().to_string());
+        if doc["kind"] == "ConfigMap" {
+            let cfg = doc["data"]["perfsync.yaml"].as_str().unwrap();
+            let parsed = perfsync::config::Config::parse("manifests/configmap.yaml", cfg);
+            assert!(parsed.is_ok(), "{:?}", parsed.err());
+        }
+        if doc["kind"] == "Deployment" {
+            let c = &doc["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+            assert_eq!(doc["spec"]["template"]["spec"]["serviceAccountName"], "perfsync");
+        }
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        vec![
+            "ConfigMap",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Namespace",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
     );
 }

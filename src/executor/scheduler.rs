@@ -29,6 +29,10 @@ pub struct Scheduler {
     pub prometheus: Option<Prometheus>,
     pub executor_name: String,
     catalog: RwLock<Option<Arc<Catalog>>>,
+    /// The commit the catalog is at.
+    head: RwLock<Option<String>>,
+    /// The catalog the executor was last told about (mirrors, pruning).
+    announced: Mutex<Option<Arc<Catalog>>>,
     /// Active runs: run id → (test, stop signal).
     active: Mutex<BTreeMap<String, (String, watch::Sender<Option<String>>)>>,
     wake: Notify,
@@ -70,6 +74,8 @@ impl Scheduler {
             policy,
             prometheus,
             catalog: RwLock::new(None),
+            head: RwLock::new(None),
+            announced: Mutex::new(None),
             active: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             last_cron_check: Mutex::new(Utc::now()),
@@ -81,6 +87,32 @@ impl Scheduler {
             *g = Some(c);
         }
         self.wake.notify_one();
+    }
+
+    /// The repository at `head`, as a sync left it.
+    pub fn set_catalog_at(&self, c: Arc<Catalog>, head: Option<String>) {
+        if let Ok(mut h) = self.head.write() {
+            *h = head;
+        }
+        self.set_catalog(c);
+    }
+
+    /// Tells the executor about a catalog it has not seen. Done from the scheduling loop, so
+    /// only the replica that schedules (the leader) touches mirrors and prunes.
+    async fn announce(&self, catalog: &Arc<Catalog>) {
+        let fresh = self
+            .announced
+            .lock()
+            .map(|a| !a.as_ref().is_some_and(|x| Arc::ptr_eq(x, catalog)))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let head = self.head.read().ok().and_then(|h| h.clone());
+        self.executor.catalog_changed(catalog, head.as_deref()).await;
+        if let Ok(mut a) = self.announced.lock() {
+            *a = Some(catalog.clone());
+        }
     }
 
     pub fn catalog(&self) -> Option<Arc<Catalog>> {
@@ -227,6 +259,7 @@ impl Scheduler {
         let Some(catalog) = self.catalog() else {
             return Ok(());
         };
+        self.announce(&catalog).await;
         let present: BTreeSet<&str> = catalog
             .tests
             .iter()

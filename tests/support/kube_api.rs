@@ -647,6 +647,15 @@ impl KubeApi {
         }
     }
 
+    /// Installs a CustomResourceDefinition (YAML), as `kubectl apply -f` would.
+    pub fn install_crd(&self, yaml: &str) {
+        let crd: Value = serde_yaml::from_str(yaml).expect("CRD YAML");
+        register_crd(&self.store, &crd);
+        self.store
+            .create(&Coll::new("apiextensions.k8s.io", "customresourcedefinitions"), "", crd)
+            .expect("CRD created");
+    }
+
     /// A kubeconfig for this server, with the token and the default namespace.
     pub fn kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
         let path = dir.join("kubeconfig");

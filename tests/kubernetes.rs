@@ -1,0 +1,497 @@
+//! The kubernetes executor, as `perfsync serve` runs it: against the Kubernetes API test
+//! server (through kube's real client and a kubeconfig) and the k6-operator stand-in, which
+//! runs the real k6 for every runner. Git remote over git://, PostgreSQL for real.
+
+mod support;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::daemon::*;
+use support::kube_api::{Coll, Faults, KubeApi};
+use support::operator::{Operator, UNPULLABLE};
+use support::parts::*;
+use support::*;
+
+const SECRET: &str = "hook-secret-k8s";
+const TOKEN: &str = "api-token-k8s";
+const NS: &str = "perfsync";
+
+struct Ground {
+    api: KubeApi,
+    op: Operator,
+    remote: Remote,
+    url: String,
+    db: TestDb,
+    pool: sqlx::PgPool,
+    dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+    target: std::net::SocketAddr,
+}
+
+async fn ground() -> Ground {
+    let api = KubeApi::start().await;
+    api.install_crd(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/perftest.yaml")).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let op = Operator::start(api.store.clone(), dir.path().join("operator"));
+    let kubeconfig = api.kubeconfig(dir.path(), NS);
+    let mut remote = Remote::new();
+    let url = remote.serve(None);
+    remote.commit(&[("README.md", Some("load tests"))], "empty");
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    Ground {
+        target: demo_target().await,
+        api,
+        op,
+        remote,
+        url,
+        db,
+        pool,
+        dir,
+        kubeconfig,
+    }
+}
+
+impl Ground {
+    /// Writes a config for one replica (its own state directory and port).
+    fn config(&self, replica: &str, port: u16, extra: &str) -> std::path::PathBuf {
+        let dir = self.dir.path().join(replica);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = dir.join("perfsync.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 3s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+                self.url,
+                dir.join("state").display(),
+                self.kubeconfig.display()
+            ),
+        )
+        .unwrap();
+        cfg
+    }
+
+    fn start(&self, cfg: &std::path::Path, port: u16) -> Daemon {
+        start_daemon(cfg, &self.db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)])
+    }
+
+    fn push(&self, files: &[(String, Option<String>)], message: &str) -> String {
+        let f: Vec<(&str, Option<&str>)> = files.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
+        self.remote.commit(&f, message)
+    }
+
+    async fn results(&self, test: &str) -> Vec<(String, String, Option<String>)> {
+        sqlx::query_as::<_, (String, String, Option<String>)>(
+            "SELECT r.run_id, r.status, r.summary->>'reason' FROM test_results r JOIN test_runs t ON t.id = r.run_id WHERE r.test_id = $1 ORDER BY t.queued_at",
+        )
+        .bind(test)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default()
+    }
+
+    async fn result(&self, test: &str, secs: u64) -> (String, String, Option<String>) {
+        wait_for(&format!("the result of {test}"), secs, || async {
+            self.results(test).await.into_iter().next()
+        })
+        .await
+    }
+
+    async fn summary(&self, run: &str) -> Value {
+        sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1")
+            .bind(run)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    fn objects(&self, group: &str, resource: &str, selector: &str) -> Vec<Value> {
+        self.api.store.list(&Coll::new(group, resource), Some(NS), selector)
+    }
+
+    /// Runner processes the operator stand-in started for a TestRun name prefix.
+    fn runner_pods_running(&self, prefix: &str) -> usize {
+        self.objects("", "pods", "app=k6")
+            .iter()
+            .filter(|p| {
+                p["metadata"]["name"].as_str().unwrap_or("").starts_with(prefix)
+                    && p["status"]["phase"] == "Running"
+            })
+            .count()
+    }
+}
+
+struct Spec<'a> {
+    name: &'a str,
+    vus: u32,
+    duration: &'a str,
+    threshold: &'a str,
+    parallelism: u32,
+    timeout: &'a str,
+    extra: &'a str,
+}
+
+impl<'a> Spec<'a> {
+    fn new(name: &'a str) -> Spec<'a> {
+        Spec {
+            name,
+            vus: 2,
+            duration: "2s",
+            threshold: "p(95)<2000",
+            parallelism: 1,
+            timeout: "2m",
+            extra: "",
+        }
+    }
+}
+
+const SCRIPT: &str = "import http from 'k6/http';\nimport { check, sleep } from 'k6';\nexport default function () {\n  check(http.get(`${__ENV.BASE_URL}/api/items`), { 'is 200': (r) => r.status === 200 });\n  sleep(0.05);\n}\n";
+
+fn files(s: &Spec, target: std::net::SocketAddr, script: &str) -> Vec<(String, Option<String>)> {
+    vec![
+        (
+            format!("tests/{}/perftest.yaml", s.name),
+            Some(format!(
+                "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: {}\nspec:\n  script: script.js\n  targets: [http://{target}]\n  parallelism: {}\n  load: {{vus: {}, duration: {}}}\n  thresholds:\n    http_req_duration: ['{}']\n  env:\n    BASE_URL: http://{target}\n  timeout: {}\n{}",
+                s.name, s.parallelism, s.vus, s.duration, s.threshold, s.timeout, s.extra
+            )),
+        ),
+        (format!("tests/{}/script.js", s.name), Some(script.to_string())),
+    ]
+}
+
+fn removed(name: &str) -> Vec<(String, Option<String>)> {
+    vec![
+        (format!("tests/{name}/perftest.yaml"), None),
+        (format!("tests/{name}/script.js"), None),
+    ]
+}
+
+async fn synced(g: &Ground, head: &str) {
+    wait_for("the sync of the push", 60, || async {
+        let c: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state")
+            .fetch_optional(&g.pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten();
+        (c.as_deref() == Some(head)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_outcome_through_the_operator() {
+    if !k6_available() {
+        return;
+    }
+    let g = ground().await;
+    let port = free_port();
+    let cfg = g.config("a", port, "");
+    let daemon = g.start(&cfg, port);
+    let t = g.target;
+    let mut all = Vec::new();
+    all.extend(files(&Spec::new("pass"), t, SCRIPT));
+    all.extend(files(&Spec { threshold: "p(95)<0", ..Spec::new("fail") }, t, SCRIPT));
+    all.extend(files(&Spec::new("boom"), t, "throw new Error('boom in init');\nexport default function () {}\n"));
+    all.extend(files(&Spec { duration: "60s", timeout: "4s", ..Spec::new("slow") }, t, SCRIPT));
+    all.extend(files(&Spec { vus: 3, parallelism: 3, ..Spec::new("wide") }, t, SCRIPT));
+    // A bundle of several files: a relative import and a data file next to the script.
+    all.extend(files(
+        &Spec::new("multi"),
+        t,
+        "import http from 'k6/http';\nimport { path } from './lib/paths.js';\nconst users = JSON.parse(open('./data/users.json'));\nexport default function () {\n  http.get(`${__ENV.BASE_URL}${path}?u=${users[0]}`);\n}\n",
+    ));
+    all.push(("tests/multi/lib/paths.js".into(), Some("export const path = '/api/items';\n".into())));
+    all.push(("tests/multi/data/users.json".into(), Some("[\"ada\"]\n".into())));
+    let head = g.push(&all, "six tests");
+    let (status, _) = github_push(daemon.addr, SECRET, &head).await;
+    assert_eq!(status, 202);
+
+    let (run, verdict, _) = g.result("pass", 120).await;
+    assert_eq!(verdict, "succeeded");
+    let s = g.summary(&run).await;
+    assert!(s["metrics"]["http_reqs"]["values"]["count"].as_f64().unwrap_or(0.0) > 5.0, "{s}");
+    assert_eq!(s["run"]["executor"], "kubernetes");
+
+    let (_, verdict, reason) = g.result("fail", 60).await;
+    assert_eq!(verdict, "failed", "{reason:?}");
+
+    let (_, verdict, reason) = g.result("boom", 60).await;
+    assert_eq!(verdict, "error", "a script exception is an error: {reason:?}");
+    assert!(reason.unwrap_or_default().contains("107"), "k6's exit code is named");
+
+    let (_, verdict, _) = g.result("slow", 60).await;
+    assert_eq!(verdict, "timeout");
+
+    let (run, verdict, reason) = g.result("wide", 60).await;
+    assert_eq!(verdict, "succeeded", "{reason:?}");
+    let s = g.summary(&run).await;
+    let runners = s["runners"].as_array().unwrap();
+    assert_eq!(runners.len(), 3, "{s}");
+    assert!(runners.iter().all(|r| r["exitCode"] == 0 && r["summaryFound"] == true), "{s}");
+    // Three runners, one merged summary: the VUs of all three add up.
+    assert_eq!(s["metrics"]["vus_max"]["values"]["max"].as_f64(), Some(3.0), "{}", s["metrics"]["vus_max"]);
+
+    let (_, verdict, reason) = g.result("multi", 60).await;
+    assert_eq!(verdict, "succeeded", "{reason:?}");
+
+    // Each run ran once: 1 runner each, 3 for `wide`.
+    assert_eq!(*g.op.started.lock().unwrap(), 8);
+    // Read, then deleted: no TestRun is left, and no runner pod (cascade).
+    wait_for("the TestRuns to be deleted", 20, || async {
+        g.objects("k6.io", "testruns", "").is_empty().then_some(())
+    })
+    .await;
+    assert!(g.objects("", "pods", "app=k6").is_empty());
+    // Each test's TestRun carried its labels and arguments.
+    // The PerfTest mirrors show each verdict, as conditions an Argo CD health check reads.
+    let mirror = |name: &str| g.api.store.get(&Coll::new("perfsync.dev", "perftests"), NS, name).unwrap();
+    let pass = wait_for("the mirror's status", 20, || async {
+        let m = mirror("pass");
+        (m["status"]["lastResult"] == "succeeded").then_some(m)
+    })
+    .await;
+    assert!(pass["status"]["p95"].as_str().unwrap_or("").ends_with("ms"), "{pass}");
+    let cond = |m: &Value, kind: &str| {
+        m["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).map(|c| c["status"].clone())
+    };
+    assert_eq!(cond(&pass, "Ready"), Some("True".into()));
+    assert_eq!(cond(&pass, "Failed"), Some("False".into()));
+    assert_eq!(cond(&pass, "Running"), Some("False".into()));
+    let fail = mirror("fail");
+    assert_eq!(cond(&fail, "Failed"), Some("True".into()), "{fail}");
+    assert_eq!(mirror("wide")["spec"]["parallelism"], 3);
+    // One immutable ConfigMap per test revision, kept while the revision is current.
+    let cms = g.objects("", "configmaps", "app.kubernetes.io/managed-by=perfsync");
+    assert_eq!(cms.len(), 6);
+    assert!(cms.iter().all(|c| c["immutable"] == true));
+    g.db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_revision_waits_and_a_deleted_test_is_stopped_and_cleaned_up() {
+    if !k6_available() {
+        return;
+    }
+    let g = ground().await;
+    let port = free_port();
+    let cfg = g.config("a", port, "");
+    let daemon = g.start(&cfg, port);
+    let t = g.target;
+    let mut all = files(&Spec { duration: "6s", ..Spec::new("evolving") }, t, SCRIPT);
+    all.extend(files(&Spec { duration: "60s", ..Spec::new("doomed") }, t, SCRIPT));
+    let head = g.push(&all, "two tests");
+    github_push(daemon.addr, SECRET, &head).await;
+    wait_for("both runs to be running", 60, || async {
+        (g.runner_pods_running("evolving-") == 1 && g.runner_pods_running("doomed-") == 1).then_some(())
+    })
+    .await;
+    let mut change = files(&Spec { duration: "2s", ..Spec::new("evolving") }, t, SCRIPT);
+    change.extend(removed("doomed"));
+    let head = g.push(&change, "change one, delete the other");
+    github_push(daemon.addr, SECRET, &head).await;
+
+    let (_, verdict, reason) = g.result("doomed", 60).await;
+    assert_eq!(verdict, "aborted", "{reason:?}");
+    let evolving = wait_for("both revisions of evolving to run", 90, || async {
+        let r = g.results("evolving").await;
+        (r.len() == 2).then_some(r)
+    })
+    .await;
+    assert_eq!(evolving[0].1, "succeeded", "the running revision finished: {evolving:?}");
+    assert_eq!(evolving[1].1, "succeeded", "{evolving:?}");
+    assert_ne!(evolving[0].0, evolving[1].0);
+    // The deleted test: no TestRun, no mirror, no ConfigMap; the old revision's ConfigMap is pruned.
+    wait_for("the cluster to be cleaned up", 30, || async {
+        let mirrors = g.objects("perfsync.dev", "perftests", "");
+        let cms = g.objects("", "configmaps", "app.kubernetes.io/managed-by=perfsync");
+        (g.objects("k6.io", "testruns", "").is_empty()
+            && mirrors.len() == 1
+            && mirrors[0]["metadata"]["name"] == "evolving"
+            && cms.len() == 1
+            && cms[0]["metadata"]["labels"]["perfsync.dev/test"] == "evolving")
+            .then_some(())
+    })
+    .await;
+    g.db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_daemon_adopts_its_runs_on_restart_and_never_runs_them_twice() {
+    if !k6_available() {
+        return;
+    }
+    let g = ground().await;
+    let port = free_port();
+    let cfg = g.config("a", port, "");
+    let mut daemon = g.start(&cfg, port);
+    let t = g.target;
+    let mut all = files(&Spec { duration: "8s", ..Spec::new("kept") }, t, SCRIPT);
+    all.extend(files(&Spec { duration: "8s", ..Spec::new("wiped") }, t, SCRIPT));
+    let head = g.push(&all, "two tests");
+    github_push(daemon.addr, SECRET, &head).await;
+    wait_for("both runs to be running", 60, || async {
+        (g.runner_pods_running("kept-") == 1 && g.runner_pods_running("wiped-") == 1).then_some(())
+    })
+    .await;
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    // One run's folder is lost with the daemon (an emptyDir state directory): it is found
+    // again through its TestRun's labels and annotation.
+    let state = g.dir.path().join("a/state/kubernetes");
+    let wiped: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wiped-"))
+        .collect();
+    assert_eq!(wiped.len(), 1);
+    std::fs::remove_dir_all(wiped[0].path()).unwrap();
+    let _daemon = g.start(&cfg, port);
+    for test in ["kept", "wiped"] {
+        let (_, verdict, reason) = g.result(test, 90).await;
+        assert_eq!(verdict, "succeeded", "{test}: {reason:?}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(g.results("kept").await.len(), 1);
+    assert_eq!(g.results("wiped").await.len(), 1);
+    assert_eq!(*g.op.started.lock().unwrap(), 2, "no run started twice");
+    g.db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
+    if !k6_available() {
+        return;
+    }
+    let g = ground().await;
+    g.api.store.set_faults(Faults {
+        error_500: 0.15,
+        throttle_429: 0.05,
+        conflict_409: 0.3,
+        latency: Duration::from_millis(20),
+        cut_watch_after: Some(Duration::from_millis(700)),
+    });
+    let port = free_port();
+    let cfg = g.config("a", port, "");
+    let daemon = g.start(&cfg, port);
+    let t = g.target;
+    let mut all = files(&Spec { duration: "4s", ..Spec::new("steady") }, t, SCRIPT);
+    all.extend(files(&Spec { duration: "4s", threshold: "p(95)<0", ..Spec::new("strict") }, t, SCRIPT));
+    let head = g.push(&all, "two tests");
+    github_push(daemon.addr, SECRET, &head).await;
+    // Compact the event history now and then: resuming watches get 410 Gone and list again.
+    let store = g.api.store.clone();
+    let compactor = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(900)).await;
+            store.compact();
+        }
+    });
+    let (_, verdict, reason) = g.result("steady", 120).await;
+    assert_eq!(verdict, "succeeded", "{reason:?}");
+    let (_, verdict, reason) = g.result("strict", 60).await;
+    assert_eq!(verdict, "failed", "{reason:?}");
+    compactor.abort();
+    assert!(*g.api.store.injected.lock().unwrap() > 5, "faults were injected");
+    assert_eq!(*g.op.started.lock().unwrap(), 2, "each run started once");
+    g.db.drop_schema().await;
+}
+
+/// The whole loop on the kubernetes executor, with two replicas: a webhook, a run on
+/// the operator, the verdict in PostgreSQL and in git, the status page; a runner that never
+/// starts; leader election; and the RBAC Role checked against every request made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
+    if !k6_available() {
+        return;
+    }
+    let g = ground().await;
+    let (pa, pb) = (free_port(), free_port());
+    let (ca, cb) = (g.config("a", pa, ""), g.config("b", pb, ""));
+    let a = g.start(&ca, pa);
+    let b = g.start(&cb, pb);
+    let t = g.target;
+    let mut all = files(&Spec::new("smoke"), t, SCRIPT);
+    all.extend(files(&Spec::new("goner"), t, SCRIPT));
+    let head = g.push(&all, "add tests");
+    for d in [&a, &b] {
+        let (status, _) = github_push(d.addr, SECRET, &head).await;
+        assert_eq!(status, 202);
+    }
+    let (run, verdict, _) = g.result("smoke", 120).await;
+    assert_eq!(verdict, "succeeded");
+    g.result("goner", 60).await;
+    // Two replicas, one leader: each run started once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(*g.op.started.lock().unwrap(), 2);
+    let lease = g.api.store.get(&Coll::new("coordination.k8s.io", "leases"), NS, "perfsync-leader").unwrap();
+    assert!(lease["spec"]["holderIdentity"].as_str().is_some(), "{lease}");
+    // The results commit on the remote.
+    wait_for("the results commit", 60, || async {
+        let out = std::process::Command::new("git")
+            .args(["show", &format!("main:results/smoke/{run}.json")])
+            .current_dir(&g.remote.bare)
+            .output()
+            .ok()?;
+        out.status.success().then_some(())
+    })
+    .await;
+    // The status page of either replica shows it.
+    let (status, html) = http(a.addr, "GET", "/", &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("smoke") && html.contains("succeeded"), "{html}");
+
+    // A runner whose image cannot be pulled: no progress, ended as an error with the reason.
+    let stuck = Spec { extra: &format!("  runner:\n    image: {UNPULLABLE}\n"), ..Spec::new("stuck") };
+    let mut change = files(&stuck, t, SCRIPT);
+    change.extend(files(&Spec { duration: "1s", ..Spec::new("smoke") }, t, SCRIPT));
+    change.extend(removed("goner"));
+    let head = g.push(&change, "stuck runner, new smoke, goner removed");
+    for d in [&a, &b] {
+        github_push(d.addr, SECRET, &head).await;
+    }
+    let (_, verdict, reason) = g.result("stuck", 90).await;
+    assert_eq!(verdict, "error");
+    assert!(reason.clone().unwrap_or_default().contains("ImagePullBackOff"), "{reason:?}");
+    wait_for("the second smoke run", 60, || async { (g.results("smoke").await.len() == 2).then_some(()) }).await;
+    wait_for("goner's mirror and ConfigMaps to go", 30, || async {
+        let names: Vec<String> = g
+            .objects("", "configmaps", "app.kubernetes.io/managed-by=perfsync")
+            .iter()
+            .map(|c| c["metadata"]["labels"]["perfsync.dev/test"].as_str().unwrap_or("").to_string())
+            .collect();
+        (g.api.store.get(&Coll::new("perfsync.dev", "perftests"), NS, "goner").is_none()
+            && names.len() == 2
+            && !names.contains(&"goner".to_string()))
+        .then_some(())
+    })
+    .await;
+    synced(&g, &head).await;
+
+    // Every request was allowed by the Role in manifests/, and the Role grants nothing unused.
+    let role: Value = serde_yaml::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/role.yaml")).unwrap()).unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in rule["apiGroups"].as_array().unwrap() {
+            for res in rule["resources"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    granted.insert((group.as_str().unwrap().to_string(), res.as_str().unwrap().to_string(), verb.as_str().unwrap().to_string()));
+                }
+            }
+        }
+    }
+    let used = g.api.store.accesses();
+    let ungranted: Vec<_> = used.difference(&granted).collect();
+    assert!(ungranted.is_empty(), "requests the Role does not allow: {ungranted:?}");
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(unused.is_empty(), "the Role grants what perfsync never uses: {unused:?}");
+    let by_resource: BTreeMap<String, usize> = used.iter().fold(BTreeMap::new(), |mut m, (_, r, _)| {
+        *m.entry(r.clone()).or_default() += 1;
+        m
+    });
+    assert!(!by_resource.contains_key("secrets"), "perfsync never reads Secrets");
+    drop((a, b));
+    g.db.drop_schema().await;
+}
