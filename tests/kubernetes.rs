@@ -76,6 +76,19 @@ impl Ground {
         start_daemon(cfg, &self.db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)])
     }
 
+    /// Waits for the first sync: what is in the repository then is the baseline, not run.
+    async fn baseline(&self) {
+        wait_for("the baseline sync", 30, || async {
+            sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
+                .fetch_optional(&self.pool)
+                .await
+                .ok()
+                .flatten()
+                .flatten()
+        })
+        .await;
+    }
+
     fn push(&self, files: &[(String, Option<String>)], message: &str) -> String {
         let f: Vec<(&str, Option<&str>)> = files.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
         self.remote.commit(&f, message)
@@ -83,12 +96,12 @@ impl Ground {
 
     async fn results(&self, test: &str) -> Vec<(String, String, Option<String>)> {
         sqlx::query_as::<_, (String, String, Option<String>)>(
-            "SELECT r.run_id, r.status, r.summary->>'reason' FROM test_results r JOIN test_runs t ON t.id = r.run_id WHERE r.test_id = $1 ORDER BY t.queued_at",
+            "SELECT r.run_id, r.status, r.summary->>'reason' FROM test_results r JOIN test_runs t ON t.id = r.run_id WHERE r.test_id = $1 ORDER BY t.created_at, t.id",
         )
         .bind(test)
         .fetch_all(&self.pool)
         .await
-        .unwrap_or_default()
+        .unwrap()
     }
 
     async fn result(&self, test: &str, secs: u64) -> (String, String, Option<String>) {
@@ -190,6 +203,7 @@ async fn every_outcome_through_the_operator() {
     let port = free_port();
     let cfg = g.config("a", port, "");
     let daemon = g.start(&cfg, port);
+    g.baseline().await;
     let t = g.target;
     let mut all = Vec::new();
     all.extend(files(&Spec::new("pass"), t, SCRIPT));
@@ -279,6 +293,7 @@ async fn a_new_revision_waits_and_a_deleted_test_is_stopped_and_cleaned_up() {
     let port = free_port();
     let cfg = g.config("a", port, "");
     let daemon = g.start(&cfg, port);
+    g.baseline().await;
     let t = g.target;
     let mut all = files(&Spec { duration: "6s", ..Spec::new("evolving") }, t, SCRIPT);
     all.extend(files(&Spec { duration: "60s", ..Spec::new("doomed") }, t, SCRIPT));
@@ -327,6 +342,7 @@ async fn a_killed_daemon_adopts_its_runs_on_restart_and_never_runs_them_twice() 
     let port = free_port();
     let cfg = g.config("a", port, "");
     let mut daemon = g.start(&cfg, port);
+    g.baseline().await;
     let t = g.target;
     let mut all = files(&Spec { duration: "8s", ..Spec::new("kept") }, t, SCRIPT);
     all.extend(files(&Spec { duration: "8s", ..Spec::new("wiped") }, t, SCRIPT));
@@ -376,6 +392,7 @@ async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
     let port = free_port();
     let cfg = g.config("a", port, "");
     let daemon = g.start(&cfg, port);
+    g.baseline().await;
     let t = g.target;
     let mut all = files(&Spec { duration: "4s", ..Spec::new("steady") }, t, SCRIPT);
     all.extend(files(&Spec { duration: "4s", threshold: "p(95)<0", ..Spec::new("strict") }, t, SCRIPT));
@@ -412,6 +429,7 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     let (ca, cb) = (g.config("a", pa, ""), g.config("b", pb, ""));
     let a = g.start(&ca, pa);
     let b = g.start(&cb, pb);
+    g.baseline().await;
     let t = g.target;
     let mut all = files(&Spec::new("smoke"), t, SCRIPT);
     all.extend(files(&Spec::new("goner"), t, SCRIPT));

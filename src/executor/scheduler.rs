@@ -33,6 +33,9 @@ pub struct Scheduler {
     head: RwLock<Option<String>>,
     /// The catalog the executor was last told about (mirrors, pruning).
     announced: Mutex<Option<Arc<Catalog>>>,
+    /// When the catalog was last replaced: a run queued later (by another replica's sync)
+    /// may name a commit this catalog does not know yet.
+    catalog_at: RwLock<DateTime<Utc>>,
     /// Active runs: run id → (test, stop signal).
     active: Mutex<BTreeMap<String, (String, watch::Sender<Option<String>>)>>,
     wake: Notify,
@@ -76,6 +79,7 @@ impl Scheduler {
             catalog: RwLock::new(None),
             head: RwLock::new(None),
             announced: Mutex::new(None),
+            catalog_at: RwLock::new(Utc::now()),
             active: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             last_cron_check: Mutex::new(Utc::now()),
@@ -85,6 +89,9 @@ impl Scheduler {
     pub fn set_catalog(&self, c: Arc<Catalog>) {
         if let Ok(mut g) = self.catalog.write() {
             *g = Some(c);
+        }
+        if let Ok(mut t) = self.catalog_at.write() {
+            *t = Utc::now();
         }
         self.wake.notify_one();
     }
@@ -275,8 +282,19 @@ impl Scheduler {
         }
         self.queue_cron(&catalog).await;
         let queued = runs::queued(&self.pool).await?;
+        let catalog_at = self.catalog_at.read().map(|t| *t).unwrap_or_else(|_| Utc::now());
         let mut startable = Vec::new();
+        // A run queued after this catalog was taken (by another replica's sync, or a sync
+        // whose outcome is on its way) may name what this catalog does not know yet: it waits
+        // for the catalog to catch up rather than being ended.
+        let newer = |row: &RunRow| row.created_at > catalog_at;
         for row in &queued {
+            let known = self
+                .valid_test(&row.test)
+                .is_some_and(|rt| rt.revision == row.revision);
+            if newer(row) && !known {
+                continue;
+            }
             if !present.contains(row.test.as_str()) {
                 self.end_unstarted(
                     row,

@@ -48,7 +48,17 @@ pub async fn sync_loop(
             .store(result.is_err(), Ordering::Relaxed);
         release_freed_memory();
         // A failed sync is retried on its own, with backoff, whatever else triggers syncs.
-        if result.is_err() {
+        let lost_race = matches!(
+            &result,
+            Err(super::SyncError::Record(
+                crate::record::RecordError::Conflict { .. }
+            ))
+        );
+        if lost_race {
+            // Another process recorded this commit first: sync again at once, from what it
+            // recorded, so this process's scheduler gets the catalog without a backoff.
+            triggers.fire("retry", None);
+        } else if result.is_err() {
             failures = failures.saturating_add(1);
             let delay = Duration::from_secs((2u64 << failures.min(5)).min(60));
             let t = triggers.clone();

@@ -49,11 +49,27 @@ pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let logs: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+    // Daemon logs sit in a test's temporary folder, or one level below (one per replica).
+    let dirs: Vec<std::path::PathBuf> = std::fs::read_dir(std::env::temp_dir())
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| e.path().join("daemon.log"))
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    let logs: Vec<String> = dirs
+        .iter()
+        .flat_map(|d| {
+            let below = std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path());
+            std::iter::once(d.clone()).chain(below)
+        })
+        .map(|p| p.join("daemon.log"))
+        .filter(|p| {
+            // Only logs written in the last few minutes: this test's, not an old run's.
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(600))
+        })
         .filter_map(|p| std::fs::read_to_string(p).ok())
         .collect();
     let tail: String = logs
@@ -61,7 +77,7 @@ pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
         .flat_map(|l| {
             l.lines()
                 .rev()
-                .take(15)
+                .take(25)
                 .collect::<Vec<_>>()
                 .into_iter()
                 .rev()
