@@ -135,11 +135,13 @@ pub fn recorder(
             .clone()
             .unwrap_or_else(|| config.repository.branch.clone());
         Some(ResultsGit {
-            source: GitSource::new(
+            // A clone of its own: never contends with the sync's fetches for lock files.
+            source: GitSource::for_purpose(
                 repo_url,
                 &branch,
                 Path::new(&config.state_dir),
                 config.git_auth()?,
+                "results",
             ),
             results_dir: config.repository.layout().results_dir,
             author: (

@@ -76,6 +76,15 @@ impl Ground {
         start_daemon(cfg, &self.db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)])
     }
 
+    /// The replicas' logs, for a failing assertion to show.
+    fn logs(&self) -> String {
+        ["a", "b"]
+            .iter()
+            .filter_map(|r| std::fs::read_to_string(self.dir.path().join(r).join("daemon.log")).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Waits for the first sync: what is in the repository then is the baseline, not run.
     async fn baseline(&self) {
         wait_for("the baseline sync", 30, || async {
@@ -391,6 +400,9 @@ async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
     });
     let port = free_port();
     let cfg = g.config("a", port, "");
+    // A lease that outlives a burst of failed renewals on this much injected failure.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("leaseDuration: 3s", "leaseDuration: 15s");
+    std::fs::write(&cfg, text).unwrap();
     let daemon = g.start(&cfg, port);
     g.baseline().await;
     let t = g.target;
@@ -407,7 +419,7 @@ async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
         }
     });
     let (_, verdict, reason) = g.result("steady", 120).await;
-    assert_eq!(verdict, "succeeded", "{reason:?}");
+    assert_eq!(verdict, "succeeded", "{reason:?}\n{}", g.logs());
     let (_, verdict, reason) = g.result("strict", 60).await;
     assert_eq!(verdict, "failed", "{reason:?}");
     compactor.abort();

@@ -33,9 +33,11 @@ pub struct Scheduler {
     head: RwLock<Option<String>>,
     /// The catalog the executor was last told about (mirrors, pruning).
     announced: Mutex<Option<Arc<Catalog>>>,
-    /// When the catalog was last replaced: a run queued later (by another replica's sync)
-    /// may name a commit this catalog does not know yet.
+    /// When the catalog was last replaced, and the commits catalogs were taken at: a run
+    /// queued at another commit (by another replica's sync, or a sync whose outcome is on its
+    /// way) may name what this catalog does not know yet.
     catalog_at: RwLock<DateTime<Utc>>,
+    seen_heads: Mutex<BTreeSet<String>>,
     /// Active runs: run id → (test, stop signal).
     active: Mutex<BTreeMap<String, (String, watch::Sender<Option<String>>)>>,
     wake: Notify,
@@ -80,6 +82,7 @@ impl Scheduler {
             head: RwLock::new(None),
             announced: Mutex::new(None),
             catalog_at: RwLock::new(Utc::now()),
+            seen_heads: Mutex::new(BTreeSet::new()),
             active: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             last_cron_check: Mutex::new(Utc::now()),
@@ -87,21 +90,34 @@ impl Scheduler {
     }
 
     pub fn set_catalog(&self, c: Arc<Catalog>) {
+        self.set_catalog_at(c, None);
+    }
+
+    /// The repository at `head`, as a sync left it. Catalog, head, time and seen commits
+    /// change together under the catalog's lock, so a tick sees one consistent view.
+    pub fn set_catalog_at(&self, c: Arc<Catalog>, head: Option<String>) {
         if let Ok(mut g) = self.catalog.write() {
+            if let (Some(h), Ok(mut seen)) = (&head, self.seen_heads.lock()) {
+                seen.insert(h.clone());
+            }
+            if let Ok(mut h) = self.head.write() {
+                *h = head;
+            }
+            if let Ok(mut t) = self.catalog_at.write() {
+                *t = Utc::now();
+            }
             *g = Some(c);
-        }
-        if let Ok(mut t) = self.catalog_at.write() {
-            *t = Utc::now();
         }
         self.wake.notify_one();
     }
 
-    /// The repository at `head`, as a sync left it.
-    pub fn set_catalog_at(&self, c: Arc<Catalog>, head: Option<String>) {
-        if let Ok(mut h) = self.head.write() {
-            *h = head;
-        }
-        self.set_catalog(c);
+    /// The catalog with the time it was taken and the commits catalogs were taken at.
+    fn view(&self) -> Option<(Arc<Catalog>, DateTime<Utc>, BTreeSet<String>)> {
+        let g = self.catalog.read().ok()?;
+        let c = g.clone()?;
+        let at = self.catalog_at.read().map(|t| *t).unwrap_or_else(|_| Utc::now());
+        let seen = self.seen_heads.lock().map(|s| s.clone()).unwrap_or_default();
+        Some((c, at, seen))
     }
 
     /// Tells the executor about a catalog it has not seen. Done from the scheduling loop, so
@@ -141,13 +157,6 @@ impl Scheduler {
             .unwrap_or_default()
     }
 
-    fn valid_test(&self, name: &str) -> Option<Arc<ResolvedTest>> {
-        self.catalog()?
-            .tests
-            .iter()
-            .find(|t| t.name.as_deref() == Some(name))
-            .and_then(|t| t.resolved.clone())
-    }
 
     /// Stops an active run or aborts a queued one; `actor` goes to the audit log.
     pub async fn abort(
@@ -263,7 +272,7 @@ impl Scheduler {
         tasks: &mut JoinSet<()>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), crate::record::RecordError> {
-        let Some(catalog) = self.catalog() else {
+        let Some((catalog, catalog_at, seen)) = self.view() else {
             return Ok(());
         };
         self.announce(&catalog).await;
@@ -282,16 +291,16 @@ impl Scheduler {
         }
         self.queue_cron(&catalog).await;
         let queued = runs::queued(&self.pool).await?;
-        let catalog_at = self.catalog_at.read().map(|t| *t).unwrap_or_else(|_| Utc::now());
         let mut startable = Vec::new();
-        // A run queued after this catalog was taken (by another replica's sync, or a sync
-        // whose outcome is on its way) may name what this catalog does not know yet: it waits
-        // for the catalog to catch up rather than being ended.
-        let newer = |row: &RunRow| row.created_at > catalog_at;
+        // A run this catalog does not know, queued at a commit no catalog here was taken at,
+        // waits for the catalog to catch up rather than being ended, for a minute at most
+        // (after a restart the commits seen before are forgotten).
+        let newer = |row: &RunRow| {
+            row.commit.as_ref().is_some_and(|c| !seen.contains(c))
+                && row.created_at > catalog_at - chrono::Duration::seconds(60)
+        };
         for row in &queued {
-            let known = self
-                .valid_test(&row.test)
-                .is_some_and(|rt| rt.revision == row.revision);
+            let known = valid_in(&catalog, &row.test).is_some_and(|rt| rt.revision == row.revision);
             if newer(row) && !known {
                 continue;
             }
@@ -325,7 +334,7 @@ impl Scheduler {
             let Some(row) = startable.iter().find(|r| r.id == id).cloned() else {
                 continue;
             };
-            match self.valid_test(&row.test) {
+            match valid_in(&catalog, &row.test) {
                 Some(rt) if rt.revision == row.revision => {
                     self.spawn_start(tasks, row, rt, shutdown.clone()).await
                 }
@@ -500,4 +509,12 @@ impl Scheduler {
             }
         }
     }
+}
+
+fn valid_in(catalog: &Catalog, name: &str) -> Option<Arc<ResolvedTest>> {
+    catalog
+        .tests
+        .iter()
+        .find(|t| t.name.as_deref() == Some(name))
+        .and_then(|t| t.resolved.clone())
 }

@@ -97,28 +97,36 @@ impl LeaderLease {
     }
 
     /// Renews the lease until it is lost: another holder took it, or no renewal succeeded
-    /// for a whole lease duration (then another replica may already lead). Returns then.
+    /// within the renew deadline (two thirds of the lease, as client-go does), after which
+    /// another replica may take it. Failed renewals are retried quickly until then.
     pub async fn hold(&self) {
+        let deadline = self.duration * 2 / 3;
         let mut last_ok = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(self.duration / 3).await;
-            match self.try_acquire().await {
-                Ok(true) => last_ok = tokio::time::Instant::now(),
-                Ok(false) => {
-                    // Lost a race on the update, or someone else holds it now: look again.
-                    if let Ok(Some(l)) = self.api.get_opt(&self.name).await {
-                        let holder = l.spec.and_then(|s| s.holder_identity);
-                        if holder.as_deref() != Some(self.identity.as_str()) {
-                            warn!(lease = %self.name, holder = ?holder, "leadership lost");
-                            return;
+            loop {
+                match self.try_acquire().await {
+                    Ok(true) => {
+                        last_ok = tokio::time::Instant::now();
+                        break;
+                    }
+                    Ok(false) => {
+                        // Lost a race on the update, or someone else holds it now: look again.
+                        if let Ok(Some(l)) = self.api.get_opt(&self.name).await {
+                            let holder = l.spec.and_then(|s| s.holder_identity);
+                            if holder.as_deref() != Some(self.identity.as_str()) {
+                                warn!(lease = %self.name, holder = ?holder, "leadership lost");
+                                return;
+                            }
                         }
                     }
+                    Err(e) => warn!(lease = %self.name, error = %e, "cannot renew the lease; retrying"),
                 }
-                Err(e) => warn!(lease = %self.name, error = %e, "cannot renew the lease"),
-            }
-            if last_ok.elapsed() >= self.duration {
-                warn!(lease = %self.name, "could not renew the lease in time; leadership lost");
-                return;
+                if last_ok.elapsed() >= deadline {
+                    warn!(lease = %self.name, "could not renew the lease in time; leadership lost");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
     }
