@@ -38,6 +38,8 @@ pub struct Scheduler {
     /// way) may name what this catalog does not know yet.
     catalog_at: RwLock<DateTime<Utc>>,
     seen_heads: Mutex<BTreeSet<String>>,
+    /// When this process got its first catalog: runs queued before are judged at once.
+    first_catalog_at: RwLock<DateTime<Utc>>,
     /// Active runs: run id → (test, stop signal).
     active: Mutex<BTreeMap<String, (String, watch::Sender<Option<String>>)>>,
     wake: Notify,
@@ -83,6 +85,7 @@ impl Scheduler {
             announced: Mutex::new(None),
             catalog_at: RwLock::new(Utc::now()),
             seen_heads: Mutex::new(BTreeSet::new()),
+            first_catalog_at: RwLock::new(Utc::now()),
             active: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             last_cron_check: Mutex::new(Utc::now()),
@@ -105,6 +108,11 @@ impl Scheduler {
             }
             if let Ok(mut t) = self.catalog_at.write() {
                 *t = Utc::now();
+            }
+            if g.is_none() {
+                if let Ok(mut t) = self.first_catalog_at.write() {
+                    *t = Utc::now();
+                }
             }
             *g = Some(c);
         }
@@ -295,9 +303,11 @@ impl Scheduler {
         // A run this catalog does not know, queued at a commit no catalog here was taken at,
         // waits for the catalog to catch up rather than being ended, for a minute at most
         // (after a restart the commits seen before are forgotten).
+        let first = self.first_catalog_at.read().map(|t| *t).unwrap_or(catalog_at);
         let newer = |row: &RunRow| {
             row.commit.as_ref().is_some_and(|c| !seen.contains(c))
-                && row.created_at > catalog_at - chrono::Duration::seconds(60)
+                && row.created_at > first
+                && Utc::now() - row.created_at < chrono::Duration::seconds(60)
         };
         for row in &queued {
             let known = valid_in(&catalog, &row.test).is_some_and(|rt| rt.revision == row.revision);
