@@ -207,11 +207,21 @@ async fn every_outcome_through_the_operator() {
     all.extend(files(&Spec::new("boom"), t, "throw new Error('boom in init');\nexport default function () {}\n"));
     all.extend(files(&Spec { duration: "60s", timeout: "4s", ..Spec::new("slow") }, t, SCRIPT));
     all.extend(files(&Spec { vus: 3, parallelism: 3, ..Spec::new("wide") }, t, SCRIPT));
-    // A bundle of several files: a relative import and a data file next to the script.
+    // More runners than VUs: the operator's own `error` stage.
+    all.extend(files(&Spec { vus: 2, parallelism: 3, ..Spec::new("toowide") }, t, SCRIPT));
+    // A bundle of several files: a relative import and a data file next to the script; and a
+    // secret the runner gets from a Secret (perfsync itself never reads it).
+    let secret_value = "s3cr3t-value-7c1f";
+    g.api.store.create(
+        &Coll::new("", "secrets"),
+        NS,
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-credentials"},
+            "data": {"token": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret_value)}}),
+    ).unwrap();
     all.extend(files(
-        &Spec::new("multi"),
+        &Spec { extra: "  secretEnv:\n    - {name: API_TOKEN, secret: api-credentials, key: token}\n", ..Spec::new("multi") },
         t,
-        "import http from 'k6/http';\nimport { path } from './lib/paths.js';\nconst users = JSON.parse(open('./data/users.json'));\nexport default function () {\n  http.get(`${__ENV.BASE_URL}${path}?u=${users[0]}`);\n}\n",
+        &format!("import http from 'k6/http';\nimport {{ path }} from './lib/paths.js';\nconst users = JSON.parse(open('./data/users.json'));\nif (__ENV.API_TOKEN !== '{secret_value}') {{ throw new Error('no secret'); }}\nexport default function () {{\n  http.get(`${{__ENV.BASE_URL}}${{path}}?u=${{users[0]}}`);\n}}\n"),
     ));
     all.push(("tests/multi/lib/paths.js".into(), Some("export const path = '/api/items';\n".into())));
     all.push(("tests/multi/data/users.json".into(), Some("[\"ada\"]\n".into())));
@@ -246,6 +256,17 @@ async fn every_outcome_through_the_operator() {
 
     let (_, verdict, reason) = g.result("multi", 60).await;
     assert_eq!(verdict, "succeeded", "{reason:?}");
+    let (_, verdict, reason) = g.result("toowide", 60).await;
+    assert_eq!(verdict, "error");
+    assert!(reason.clone().unwrap_or_default().contains("k6-operator"), "{reason:?}");
+    // The secret's value is nowhere perfsync writes: not its log, not PostgreSQL.
+    assert!(!g.logs().contains(secret_value));
+    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results WHERE summary::text LIKE '%' || $1 || '%'")
+        .bind(secret_value)
+        .fetch_one(&g.pool)
+        .await
+        .unwrap();
+    assert_eq!(leaked, 0);
 
     // Each run ran once: 1 runner each, 3 for `wide`.
     assert_eq!(*g.op.started.lock().unwrap(), 8);
@@ -275,7 +296,7 @@ async fn every_outcome_through_the_operator() {
     assert_eq!(mirror("wide")["spec"]["parallelism"], 3);
     // One immutable ConfigMap per test revision, kept while the revision is current.
     let cms = g.objects("", "configmaps", "app.kubernetes.io/managed-by=perfsync");
-    assert_eq!(cms.len(), 6);
+    assert_eq!(cms.len(), 7);
     assert!(cms.iter().all(|c| c["immutable"] == true));
     g.db.drop_schema().await;
 }

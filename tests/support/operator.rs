@@ -200,6 +200,16 @@ async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<Str
         set_stage(&store, &ns, &name, "error", Some(&format!("ConfigMap {cm_name} not found")));
         return;
     }
+    // The operator refuses more runners than VUs.
+    let args_now: Vec<&str> = spec["arguments"].as_str().unwrap_or("").split_whitespace().collect();
+    let vus = args_now
+        .windows(2)
+        .find(|w| w[0] == "--vus")
+        .and_then(|w| w[1].parse::<u32>().ok());
+    if vus.is_some_and(|v| n > v) {
+        set_stage(&store, &ns, &name, "error", Some("number of instances > number of VUs"));
+        return;
+    }
     if file.contains('/') {
         set_stage(&store, &ns, &name, "error", Some("script file must be a bare file name"));
         return;
