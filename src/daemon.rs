@@ -4,9 +4,8 @@
 use crate::config::{Config, ConfigError};
 use crate::executor::kubernetes::{api as kube_api, lease::LeaderLease, KubeExecutor};
 use crate::executor::local::LocalExecutor;
-use crate::executor::Executor;
-use crate::spec::render::RunnerDefaults;
 use crate::executor::scheduler::Scheduler;
+use crate::executor::Executor;
 use crate::metrics::Metrics;
 use crate::record::git_results::ResultsGit;
 use crate::record::grafana::Grafana;
@@ -15,6 +14,7 @@ use crate::record::{db, RecordError};
 use crate::results::prometheus::Prometheus;
 use crate::server::{self, AppState, Health};
 use crate::source::git::GitSource;
+use crate::spec::render::RunnerDefaults;
 use crate::sync::run::{poll_loop, sync_loop};
 use crate::sync::triggers::Triggers;
 use crate::sync::{watch as repo_watch, Syncer};

@@ -438,7 +438,10 @@ fn the_manifests_are_complete_and_their_config_validates() {
             let c = &doc["spec"]["template"]["spec"]["containers"][0];
             assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
             assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
-            assert_eq!(doc["spec"]["template"]["spec"]["serviceAccountName"], "perfsync");
+            assert_eq!(
+                doc["spec"]["template"]["spec"]["serviceAccountName"],
+                "perfsync"
+            );
         }
     }
     kinds.sort();

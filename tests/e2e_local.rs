@@ -55,7 +55,12 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(dir.path(), &url, port);
-    let mut daemon = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
+    let mut daemon = start_daemon(
+        &cfg,
+        &db.url,
+        port,
+        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+    );
     wait_for("the baseline sync", 30, || async {
         sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
             .fetch_optional(&pool)
@@ -256,7 +261,12 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     let port = free_port();
     let cfg = write_config(dir.path(), &url, port);
     eprintln!("daemon log: {}", cfg.with_file_name("daemon.log").display());
-    let mut d = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
+    let mut d = start_daemon(
+        &cfg,
+        &db.url,
+        port,
+        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+    );
     wait_for("the baseline sync", 30, || async {
         sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
             .fetch_optional(&pool)
@@ -278,7 +288,12 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
             &format!("round {round}"),
         );
         let before = git(&remote.bare, &["rev-parse", "main"]);
-        let mut d = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
+        let mut d = start_daemon(
+            &cfg,
+            &db.url,
+            port,
+            &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+        );
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3000))).await;
         let _ = d.child.kill();
         let _ = d.child.wait();
@@ -303,7 +318,12 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
         );
     }
     // One last daemon, left to settle everything.
-    let mut d = start_daemon(&cfg, &db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)]);
+    let mut d = start_daemon(
+        &cfg,
+        &db.url,
+        port,
+        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+    );
     let head = remote.head();
     wait_for("every run to end and be pushed", 180, || async {
         let synced: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state")

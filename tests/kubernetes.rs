@@ -31,7 +31,10 @@ struct Ground {
 
 async fn ground() -> Ground {
     let api = KubeApi::start().await;
-    api.install_crd(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/perftest.yaml")).unwrap());
+    api.install_crd(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/perftest.yaml"))
+            .unwrap(),
+    );
     let dir = tempfile::tempdir().unwrap();
     let op = Operator::start(api.store.clone(), dir.path().join("operator"));
     let kubeconfig = api.kubeconfig(dir.path(), NS);
@@ -73,14 +76,21 @@ impl Ground {
     }
 
     fn start(&self, cfg: &std::path::Path, port: u16) -> Daemon {
-        start_daemon(cfg, &self.db.url, port, &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)])
+        start_daemon(
+            cfg,
+            &self.db.url,
+            port,
+            &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+        )
     }
 
     /// The replicas' logs, for a failing assertion to show.
     fn logs(&self) -> String {
         ["a", "b"]
             .iter()
-            .filter_map(|r| std::fs::read_to_string(self.dir.path().join(r).join("daemon.log")).ok())
+            .filter_map(|r| {
+                std::fs::read_to_string(self.dir.path().join(r).join("daemon.log")).ok()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -99,7 +109,10 @@ impl Ground {
     }
 
     fn push(&self, files: &[(String, Option<String>)], message: &str) -> String {
-        let f: Vec<(&str, Option<&str>)> = files.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
+        let f: Vec<(&str, Option<&str>)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_deref()))
+            .collect();
         self.remote.commit(&f, message)
     }
 
@@ -129,7 +142,9 @@ impl Ground {
     }
 
     fn objects(&self, group: &str, resource: &str, selector: &str) -> Vec<Value> {
-        self.api.store.list(&Coll::new(group, resource), Some(NS), selector)
+        self.api
+            .store
+            .list(&Coll::new(group, resource), Some(NS), selector)
     }
 
     /// Runner processes the operator stand-in started for a TestRun name prefix.
@@ -137,11 +152,37 @@ impl Ground {
         self.objects("", "pods", "app=k6")
             .iter()
             .filter(|p| {
-                p["metadata"]["name"].as_str().unwrap_or("").starts_with(prefix)
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with(prefix)
                     && p["status"]["phase"] == "Running"
             })
             .count()
     }
+}
+
+/// One replica's config, port and process.
+struct Replica {
+    daemon: Daemon,
+    cfg: std::path::PathBuf,
+    port: u16,
+}
+
+/// The test ground and one replica past its baseline sync; `lease` is its lease duration,
+/// `faults` what the API server does wrong from the start.
+async fn with_replica(lease: &str, faults: Faults) -> (Ground, Replica) {
+    let g = ground().await;
+    g.api.store.set_faults(faults);
+    let port = free_port();
+    let cfg = g.config("a", port, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("leaseDuration: 3s", &format!("leaseDuration: {lease}"));
+    std::fs::write(&cfg, text).unwrap();
+    let daemon = g.start(&cfg, port);
+    g.baseline().await;
+    (g, Replica { daemon, cfg, port })
 }
 
 struct Spec<'a> {
@@ -195,20 +236,52 @@ async fn every_outcome_through_the_operator() {
     if !k6_available() {
         return;
     }
-    let g = ground().await;
-    let port = free_port();
-    let cfg = g.config("a", port, "");
-    let daemon = g.start(&cfg, port);
-    g.baseline().await;
+    let (g, r) = with_replica("3s", Faults::default()).await;
+    let daemon = &r.daemon;
     let t = g.target;
     let mut all = Vec::new();
     all.extend(files(&Spec::new("pass"), t, SCRIPT));
-    all.extend(files(&Spec { threshold: "p(95)<0", ..Spec::new("fail") }, t, SCRIPT));
-    all.extend(files(&Spec::new("boom"), t, "throw new Error('boom in init');\nexport default function () {}\n"));
-    all.extend(files(&Spec { duration: "60s", timeout: "4s", ..Spec::new("slow") }, t, SCRIPT));
-    all.extend(files(&Spec { vus: 3, parallelism: 3, ..Spec::new("wide") }, t, SCRIPT));
+    all.extend(files(
+        &Spec {
+            threshold: "p(95)<0",
+            ..Spec::new("fail")
+        },
+        t,
+        SCRIPT,
+    ));
+    all.extend(files(
+        &Spec::new("boom"),
+        t,
+        "throw new Error('boom in init');\nexport default function () {}\n",
+    ));
+    all.extend(files(
+        &Spec {
+            duration: "60s",
+            timeout: "4s",
+            ..Spec::new("slow")
+        },
+        t,
+        SCRIPT,
+    ));
+    all.extend(files(
+        &Spec {
+            vus: 3,
+            parallelism: 3,
+            ..Spec::new("wide")
+        },
+        t,
+        SCRIPT,
+    ));
     // More runners than VUs: the operator's own `error` stage.
-    all.extend(files(&Spec { vus: 2, parallelism: 3, ..Spec::new("toowide") }, t, SCRIPT));
+    all.extend(files(
+        &Spec {
+            vus: 2,
+            parallelism: 3,
+            ..Spec::new("toowide")
+        },
+        t,
+        SCRIPT,
+    ));
     // A bundle of several files: a relative import and a data file next to the script; and a
     // secret the runner gets from a Secret (perfsync itself never reads it).
     let secret_value = "s3cr3t-value-7c1f";
@@ -223,8 +296,14 @@ async fn every_outcome_through_the_operator() {
         t,
         &format!("import http from 'k6/http';\nimport {{ path }} from './lib/paths.js';\nconst users = JSON.parse(open('./data/users.json'));\nif (__ENV.API_TOKEN !== '{secret_value}') {{ throw new Error('no secret'); }}\nexport default function () {{\n  http.get(`${{__ENV.BASE_URL}}${{path}}?u=${{users[0]}}`);\n}}\n"),
     ));
-    all.push(("tests/multi/lib/paths.js".into(), Some("export const path = '/api/items';\n".into())));
-    all.push(("tests/multi/data/users.json".into(), Some("[\"ada\"]\n".into())));
+    all.push((
+        "tests/multi/lib/paths.js".into(),
+        Some("export const path = '/api/items';\n".into()),
+    ));
+    all.push((
+        "tests/multi/data/users.json".into(),
+        Some("[\"ada\"]\n".into()),
+    ));
     let head = g.push(&all, "six tests");
     let (status, _) = github_push(daemon.addr, SECRET, &head).await;
     assert_eq!(status, 202);
@@ -232,15 +311,27 @@ async fn every_outcome_through_the_operator() {
     let (run, verdict, _) = g.result("pass", 120).await;
     assert_eq!(verdict, "succeeded");
     let s = g.summary(&run).await;
-    assert!(s["metrics"]["http_reqs"]["values"]["count"].as_f64().unwrap_or(0.0) > 5.0, "{s}");
+    assert!(
+        s["metrics"]["http_reqs"]["values"]["count"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 5.0,
+        "{s}"
+    );
     assert_eq!(s["run"]["executor"], "kubernetes");
 
     let (_, verdict, reason) = g.result("fail", 60).await;
     assert_eq!(verdict, "failed", "{reason:?}");
 
     let (_, verdict, reason) = g.result("boom", 60).await;
-    assert_eq!(verdict, "error", "a script exception is an error: {reason:?}");
-    assert!(reason.unwrap_or_default().contains("107"), "k6's exit code is named");
+    assert_eq!(
+        verdict, "error",
+        "a script exception is an error: {reason:?}"
+    );
+    assert!(
+        reason.unwrap_or_default().contains("107"),
+        "k6's exit code is named"
+    );
 
     let (_, verdict, _) = g.result("slow", 60).await;
     assert_eq!(verdict, "timeout");
@@ -250,22 +341,37 @@ async fn every_outcome_through_the_operator() {
     let s = g.summary(&run).await;
     let runners = s["runners"].as_array().unwrap();
     assert_eq!(runners.len(), 3, "{s}");
-    assert!(runners.iter().all(|r| r["exitCode"] == 0 && r["summaryFound"] == true), "{s}");
+    assert!(
+        runners
+            .iter()
+            .all(|r| r["exitCode"] == 0 && r["summaryFound"] == true),
+        "{s}"
+    );
     // Three runners, one merged summary: the VUs of all three add up.
-    assert_eq!(s["metrics"]["vus_max"]["values"]["max"].as_f64(), Some(3.0), "{}", s["metrics"]["vus_max"]);
+    assert_eq!(
+        s["metrics"]["vus_max"]["values"]["max"].as_f64(),
+        Some(3.0),
+        "{}",
+        s["metrics"]["vus_max"]
+    );
 
     let (_, verdict, reason) = g.result("multi", 60).await;
     assert_eq!(verdict, "succeeded", "{reason:?}");
     let (_, verdict, reason) = g.result("toowide", 60).await;
     assert_eq!(verdict, "error");
-    assert!(reason.clone().unwrap_or_default().contains("k6-operator"), "{reason:?}");
+    assert!(
+        reason.clone().unwrap_or_default().contains("k6-operator"),
+        "{reason:?}"
+    );
     // The secret's value is nowhere perfsync writes: not its log, not PostgreSQL.
     assert!(!g.logs().contains(secret_value));
-    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM test_results WHERE summary::text LIKE '%' || $1 || '%'")
-        .bind(secret_value)
-        .fetch_one(&g.pool)
-        .await
-        .unwrap();
+    let leaked: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM test_results WHERE summary::text LIKE '%' || $1 || '%'",
+    )
+    .bind(secret_value)
+    .fetch_one(&g.pool)
+    .await
+    .unwrap();
     assert_eq!(leaked, 0);
 
     // Each run ran once: 1 runner each, 3 for `wide`.
@@ -278,15 +384,28 @@ async fn every_outcome_through_the_operator() {
     assert!(g.objects("", "pods", "app=k6").is_empty());
     // Each test's TestRun carried its labels and arguments.
     // The PerfTest mirrors show each verdict, as conditions an Argo CD health check reads.
-    let mirror = |name: &str| g.api.store.get(&Coll::new("perfsync.dev", "perftests"), NS, name).unwrap();
+    let mirror = |name: &str| {
+        g.api
+            .store
+            .get(&Coll::new("perfsync.dev", "perftests"), NS, name)
+            .unwrap()
+    };
     let pass = wait_for("the mirror's status", 20, || async {
         let m = mirror("pass");
         (m["status"]["lastResult"] == "succeeded").then_some(m)
     })
     .await;
-    assert!(pass["status"]["p95"].as_str().unwrap_or("").ends_with("ms"), "{pass}");
+    assert!(
+        pass["status"]["p95"].as_str().unwrap_or("").ends_with("ms"),
+        "{pass}"
+    );
     let cond = |m: &Value, kind: &str| {
-        m["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).map(|c| c["status"].clone())
+        m["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == kind)
+            .map(|c| c["status"].clone())
     };
     assert_eq!(cond(&pass, "Ready"), Some("True".into()));
     assert_eq!(cond(&pass, "Failed"), Some("False".into()));
@@ -306,21 +425,40 @@ async fn a_new_revision_waits_and_a_deleted_test_is_stopped_and_cleaned_up() {
     if !k6_available() {
         return;
     }
-    let g = ground().await;
-    let port = free_port();
-    let cfg = g.config("a", port, "");
-    let daemon = g.start(&cfg, port);
-    g.baseline().await;
+    let (g, r) = with_replica("3s", Faults::default()).await;
+    let daemon = &r.daemon;
     let t = g.target;
-    let mut all = files(&Spec { duration: "6s", ..Spec::new("evolving") }, t, SCRIPT);
-    all.extend(files(&Spec { duration: "60s", ..Spec::new("doomed") }, t, SCRIPT));
+    let mut all = files(
+        &Spec {
+            duration: "6s",
+            ..Spec::new("evolving")
+        },
+        t,
+        SCRIPT,
+    );
+    all.extend(files(
+        &Spec {
+            duration: "60s",
+            ..Spec::new("doomed")
+        },
+        t,
+        SCRIPT,
+    ));
     let head = g.push(&all, "two tests");
     github_push(daemon.addr, SECRET, &head).await;
     wait_for("both runs to be running", 60, || async {
-        (g.runner_pods_running("evolving-") == 1 && g.runner_pods_running("doomed-") == 1).then_some(())
+        (g.runner_pods_running("evolving-") == 1 && g.runner_pods_running("doomed-") == 1)
+            .then_some(())
     })
     .await;
-    let mut change = files(&Spec { duration: "2s", ..Spec::new("evolving") }, t, SCRIPT);
+    let mut change = files(
+        &Spec {
+            duration: "2s",
+            ..Spec::new("evolving")
+        },
+        t,
+        SCRIPT,
+    );
     change.extend(removed("doomed"));
     let head = g.push(&change, "change one, delete the other");
     github_push(daemon.addr, SECRET, &head).await;
@@ -332,7 +470,10 @@ async fn a_new_revision_waits_and_a_deleted_test_is_stopped_and_cleaned_up() {
         (r.len() == 2).then_some(r)
     })
     .await;
-    assert_eq!(evolving[0].1, "succeeded", "the running revision finished: {evolving:?}");
+    assert_eq!(
+        evolving[0].1, "succeeded",
+        "the running revision finished: {evolving:?}"
+    );
     assert_eq!(evolving[1].1, "succeeded", "{evolving:?}");
     assert_ne!(evolving[0].0, evolving[1].0);
     // The deleted test: no TestRun, no mirror, no ConfigMap; the old revision's ConfigMap is pruned.
@@ -355,14 +496,29 @@ async fn a_killed_daemon_adopts_its_runs_on_restart_and_never_runs_them_twice() 
     if !k6_available() {
         return;
     }
-    let g = ground().await;
-    let port = free_port();
-    let cfg = g.config("a", port, "");
-    let mut daemon = g.start(&cfg, port);
-    g.baseline().await;
+    let (g, r) = with_replica("3s", Faults::default()).await;
+    let Replica {
+        mut daemon,
+        cfg,
+        port,
+    } = r;
     let t = g.target;
-    let mut all = files(&Spec { duration: "8s", ..Spec::new("kept") }, t, SCRIPT);
-    all.extend(files(&Spec { duration: "8s", ..Spec::new("wiped") }, t, SCRIPT));
+    let mut all = files(
+        &Spec {
+            duration: "8s",
+            ..Spec::new("kept")
+        },
+        t,
+        SCRIPT,
+    );
+    all.extend(files(
+        &Spec {
+            duration: "8s",
+            ..Spec::new("wiped")
+        },
+        t,
+        SCRIPT,
+    ));
     let head = g.push(&all, "two tests");
     github_push(daemon.addr, SECRET, &head).await;
     wait_for("both runs to be running", 60, || async {
@@ -398,24 +554,34 @@ async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
     if !k6_available() {
         return;
     }
-    let g = ground().await;
-    g.api.store.set_faults(Faults {
+    let faults = Faults {
         error_500: 0.15,
         throttle_429: 0.05,
         conflict_409: 0.3,
         latency: Duration::from_millis(20),
         cut_watch_after: Some(Duration::from_millis(700)),
-    });
-    let port = free_port();
-    let cfg = g.config("a", port, "");
+    };
     // A lease that outlives a burst of failed renewals on this much injected failure.
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("leaseDuration: 3s", "leaseDuration: 15s");
-    std::fs::write(&cfg, text).unwrap();
-    let daemon = g.start(&cfg, port);
-    g.baseline().await;
+    let (g, r) = with_replica("15s", faults).await;
+    let daemon = &r.daemon;
     let t = g.target;
-    let mut all = files(&Spec { duration: "4s", ..Spec::new("steady") }, t, SCRIPT);
-    all.extend(files(&Spec { duration: "4s", threshold: "p(95)<0", ..Spec::new("strict") }, t, SCRIPT));
+    let mut all = files(
+        &Spec {
+            duration: "4s",
+            ..Spec::new("steady")
+        },
+        t,
+        SCRIPT,
+    );
+    all.extend(files(
+        &Spec {
+            duration: "4s",
+            threshold: "p(95)<0",
+            ..Spec::new("strict")
+        },
+        t,
+        SCRIPT,
+    ));
     let head = g.push(&all, "two tests");
     github_push(daemon.addr, SECRET, &head).await;
     // Compact the event history now and then: resuming watches get 410 Gone and list again.
@@ -431,7 +597,10 @@ async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
     let (_, verdict, reason) = g.result("strict", 60).await;
     assert_eq!(verdict, "failed", "{reason:?}");
     compactor.abort();
-    assert!(*g.api.store.injected.lock().unwrap() > 5, "faults were injected");
+    assert!(
+        *g.api.store.injected.lock().unwrap() > 5,
+        "faults were injected"
+    );
     assert_eq!(*g.op.started.lock().unwrap(), 2, "each run started once");
     g.db.drop_schema().await;
 }
@@ -464,8 +633,19 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     // Two replicas, one leader: each run started once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(*g.op.started.lock().unwrap(), 2);
-    let lease = g.api.store.get(&Coll::new("coordination.k8s.io", "leases"), NS, "perfsync-leader").unwrap();
-    assert!(lease["spec"]["holderIdentity"].as_str().is_some(), "{lease}");
+    let lease = g
+        .api
+        .store
+        .get(
+            &Coll::new("coordination.k8s.io", "leases"),
+            NS,
+            "perfsync-leader",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].as_str().is_some(),
+        "{lease}"
+    );
     // The results commit on the remote.
     wait_for("the results commit", 60, || async {
         let out = std::process::Command::new("git")
@@ -479,12 +659,25 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     // The status page of either replica shows it.
     let (status, html) = http(a.addr, "GET", "/", &[], b"").await;
     assert_eq!(status, 200);
-    assert!(html.contains("smoke") && html.contains("succeeded"), "{html}");
+    assert!(
+        html.contains("smoke") && html.contains("succeeded"),
+        "{html}"
+    );
 
     // A runner whose image cannot be pulled: no progress, ended as an error with the reason.
-    let stuck = Spec { extra: &format!("  runner:\n    image: {UNPULLABLE}\n"), ..Spec::new("stuck") };
+    let stuck = Spec {
+        extra: &format!("  runner:\n    image: {UNPULLABLE}\n"),
+        ..Spec::new("stuck")
+    };
     let mut change = files(&stuck, t, SCRIPT);
-    change.extend(files(&Spec { duration: "1s", ..Spec::new("smoke") }, t, SCRIPT));
+    change.extend(files(
+        &Spec {
+            duration: "1s",
+            ..Spec::new("smoke")
+        },
+        t,
+        SCRIPT,
+    ));
     change.extend(removed("goner"));
     let head = g.push(&change, "stuck runner, new smoke, goner removed");
     for d in [&a, &b] {
@@ -492,15 +685,32 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     }
     let (_, verdict, reason) = g.result("stuck", 90).await;
     assert_eq!(verdict, "error");
-    assert!(reason.clone().unwrap_or_default().contains("ImagePullBackOff"), "{reason:?}");
-    wait_for("the second smoke run", 60, || async { (g.results("smoke").await.len() == 2).then_some(()) }).await;
+    assert!(
+        reason
+            .clone()
+            .unwrap_or_default()
+            .contains("ImagePullBackOff"),
+        "{reason:?}"
+    );
+    wait_for("the second smoke run", 60, || async {
+        (g.results("smoke").await.len() == 2).then_some(())
+    })
+    .await;
     wait_for("goner's mirror and ConfigMaps to go", 30, || async {
         let names: Vec<String> = g
             .objects("", "configmaps", "app.kubernetes.io/managed-by=perfsync")
             .iter()
-            .map(|c| c["metadata"]["labels"]["perfsync.dev/test"].as_str().unwrap_or("").to_string())
+            .map(|c| {
+                c["metadata"]["labels"]["perfsync.dev/test"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect();
-        (g.api.store.get(&Coll::new("perfsync.dev", "perftests"), NS, "goner").is_none()
+        (g.api
+            .store
+            .get(&Coll::new("perfsync.dev", "perftests"), NS, "goner")
+            .is_none()
             && names.len() == 2
             && !names.contains(&"goner".to_string()))
         .then_some(())
@@ -508,27 +718,45 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     .await;
 
     // Every request was allowed by the Role in manifests/, and the Role grants nothing unused.
-    let role: Value = serde_yaml::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/role.yaml")).unwrap()).unwrap();
+    let role: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/role.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
     let mut granted = std::collections::BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
         for group in rule["apiGroups"].as_array().unwrap() {
             for res in rule["resources"].as_array().unwrap() {
                 for verb in rule["verbs"].as_array().unwrap() {
-                    granted.insert((group.as_str().unwrap().to_string(), res.as_str().unwrap().to_string(), verb.as_str().unwrap().to_string()));
+                    granted.insert((
+                        group.as_str().unwrap().to_string(),
+                        res.as_str().unwrap().to_string(),
+                        verb.as_str().unwrap().to_string(),
+                    ));
                 }
             }
         }
     }
     let used = g.api.store.accesses();
     let ungranted: Vec<_> = used.difference(&granted).collect();
-    assert!(ungranted.is_empty(), "requests the Role does not allow: {ungranted:?}");
+    assert!(
+        ungranted.is_empty(),
+        "requests the Role does not allow: {ungranted:?}"
+    );
     let unused: Vec<_> = granted.difference(&used).collect();
-    assert!(unused.is_empty(), "the Role grants what perfsync never uses: {unused:?}");
-    let by_resource: BTreeMap<String, usize> = used.iter().fold(BTreeMap::new(), |mut m, (_, r, _)| {
-        *m.entry(r.clone()).or_default() += 1;
-        m
-    });
-    assert!(!by_resource.contains_key("secrets"), "perfsync never reads Secrets");
+    assert!(
+        unused.is_empty(),
+        "the Role grants what perfsync never uses: {unused:?}"
+    );
+    let by_resource: BTreeMap<String, usize> =
+        used.iter().fold(BTreeMap::new(), |mut m, (_, r, _)| {
+            *m.entry(r.clone()).or_default() += 1;
+            m
+        });
+    assert!(
+        !by_resource.contains_key("secrets"),
+        "perfsync never reads Secrets"
+    );
     drop((a, b));
     g.db.drop_schema().await;
 }

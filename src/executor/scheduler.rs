@@ -3,8 +3,8 @@
 //! deleted tests, and queues cron-scheduled runs.
 
 use super::run::{Collected, RunDir, StartRun};
-use super::Executor;
 use super::schedule::{decide, Queued};
+use super::Executor;
 use crate::config::Policy;
 use crate::record::recorder::{Finish, Recorder};
 use crate::record::runs::{self, RunRow};
@@ -123,8 +123,16 @@ impl Scheduler {
     fn view(&self) -> Option<(Arc<Catalog>, DateTime<Utc>, BTreeSet<String>)> {
         let g = self.catalog.read().ok()?;
         let c = g.clone()?;
-        let at = self.catalog_at.read().map(|t| *t).unwrap_or_else(|_| Utc::now());
-        let seen = self.seen_heads.lock().map(|s| s.clone()).unwrap_or_default();
+        let at = self
+            .catalog_at
+            .read()
+            .map(|t| *t)
+            .unwrap_or_else(|_| Utc::now());
+        let seen = self
+            .seen_heads
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         Some((c, at, seen))
     }
 
@@ -140,7 +148,9 @@ impl Scheduler {
             return;
         }
         let head = self.head.read().ok().and_then(|h| h.clone());
-        self.executor.catalog_changed(catalog, head.as_deref()).await;
+        self.executor
+            .catalog_changed(catalog, head.as_deref())
+            .await;
         if let Ok(mut a) = self.announced.lock() {
             *a = Some(catalog.clone());
         }
@@ -164,7 +174,6 @@ impl Scheduler {
             })
             .unwrap_or_default()
     }
-
 
     /// Stops an active run or aborts a queued one; `actor` goes to the audit log.
     pub async fn abort(
@@ -303,7 +312,11 @@ impl Scheduler {
         // A run this catalog does not know, queued at a commit no catalog here was taken at,
         // waits for the catalog to catch up rather than being ended, for a minute at most
         // (after a restart the commits seen before are forgotten).
-        let first = self.first_catalog_at.read().map(|t| *t).unwrap_or(catalog_at);
+        let first = self
+            .first_catalog_at
+            .read()
+            .map(|t| *t)
+            .unwrap_or(catalog_at);
         let newer = |row: &RunRow| {
             row.commit.as_ref().is_some_and(|c| !seen.contains(c))
                 && row.created_at > first

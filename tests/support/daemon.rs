@@ -16,7 +16,12 @@ impl Drop for Daemon {
 }
 
 /// Starts `perfsync serve --config cfg`; its log goes beside the config, for a failing test.
-pub fn start_daemon(cfg: &std::path::Path, db_url: &str, port: u16, env: &[(&str, &str)]) -> Daemon {
+pub fn start_daemon(
+    cfg: &std::path::Path,
+    db_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Daemon {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -60,7 +65,11 @@ pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     let logs: Vec<String> = dirs
         .iter()
         .flat_map(|d| {
-            let below = std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path());
+            let below = std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path());
             std::iter::once(d.clone()).chain(below)
         })
         .map(|p| p.join("daemon.log"))

@@ -180,7 +180,11 @@ fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, x) in m {
-                leaves(x, &format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")), out);
+                leaves(
+                    x,
+                    &format!("{prefix}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    out,
+                );
             }
         }
         other => {
@@ -194,7 +198,11 @@ fn remove_path(v: &mut Value, path: &str) {
         return;
     };
     let last = last.replace("~1", "/").replace("~0", "~");
-    let target = if parent.is_empty() { Some(v) } else { v.pointer_mut(parent) };
+    let target = if parent.is_empty() {
+        Some(v)
+    } else {
+        v.pointer_mut(parent)
+    };
     if let Some(Value::Object(m)) = target {
         m.remove(&last);
     }
@@ -317,7 +325,10 @@ impl Store {
         if obj.get("kind").is_none() {
             obj["kind"] = json!(kind_of(&coll.resource));
         }
-        let meta = obj["metadata"].as_object_mut().map(std::mem::take).unwrap_or_default();
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
         let mut meta = Value::Object(meta);
         meta["name"] = json!(name);
         if !ns.is_empty() {
@@ -354,8 +365,14 @@ impl Store {
             let msg = format!("{} \"{name}\" not found", coll.resource);
             return Err((404, status(404, "NotFound", &msg)));
         };
-        let current = old["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
-        if let Some(rv) = obj.pointer("/metadata/resourceVersion").and_then(|v| v.as_str()) {
+        let current = old["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if let Some(rv) = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(|v| v.as_str())
+        {
             if !rv.is_empty() && rv != current {
                 let msg = format!(
                     "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
@@ -366,7 +383,8 @@ impl Store {
         }
         if coll.resource == "configmaps"
             && old.get("immutable") == Some(&json!(true))
-            && (obj.get("data") != old.get("data") || obj.get("binaryData") != old.get("binaryData"))
+            && (obj.get("data") != old.get("data")
+                || obj.get("binaryData") != old.get("binaryData"))
         {
             return Err((422, status(422, "Invalid", &format!("ConfigMap \"{name}\" is invalid: data: Forbidden: field is immutable when `immutable` is set"))));
         }
@@ -405,7 +423,13 @@ impl Store {
     }
 
     /// Deletes an object and, unless orphaning, everything it owns (owner references).
-    pub fn delete(&self, coll: &Coll, ns: &str, name: &str, orphan: bool) -> Result<Value, (u16, Value)> {
+    pub fn delete(
+        &self,
+        coll: &Coll,
+        ns: &str,
+        name: &str,
+        orphan: bool,
+    ) -> Result<Value, (u16, Value)> {
         let mut inner = lock(&self.inner);
         let key = Key {
             coll: coll.clone(),
@@ -442,7 +466,14 @@ impl Store {
     }
 
     /// Merge patch (`status_only`: of `.status` alone).
-    pub fn merge(&self, coll: &Coll, ns: &str, name: &str, patch: &Value, status_only: bool) -> Result<Value, (u16, Value)> {
+    pub fn merge(
+        &self,
+        coll: &Coll,
+        ns: &str,
+        name: &str,
+        patch: &Value,
+        status_only: bool,
+    ) -> Result<Value, (u16, Value)> {
         let Some(mut obj) = self.get(coll, ns, name) else {
             let msg = format!("{} \"{name}\" not found", coll.resource);
             return Err((404, status(404, "NotFound", &msg)));
@@ -457,7 +488,16 @@ impl Store {
     /// Server-side apply: creates, or sets the fields `manager` applies and removes those it
     /// applied before and no longer does; another manager's field with a different value is a
     /// conflict unless `force`.
-    pub fn apply(&self, coll: &Coll, ns: &str, name: &str, body: &Value, manager: &str, force: bool, status_only: bool) -> Result<Value, (u16, Value)> {
+    pub fn apply(
+        &self,
+        coll: &Coll,
+        ns: &str,
+        name: &str,
+        body: &Value,
+        manager: &str,
+        force: bool,
+        status_only: bool,
+    ) -> Result<Value, (u16, Value)> {
         let mut applied = BTreeMap::new();
         let mut cfg = body.clone();
         if let Some(m) = cfg["metadata"].as_object_mut() {
@@ -477,8 +517,12 @@ impl Store {
             let mut obj = body.clone();
             obj["metadata"]["name"] = json!(name);
             let mut owners = BTreeMap::new();
-            owners.insert(manager.to_string(), applied.keys().cloned().collect::<BTreeSet<_>>());
-            obj["metadata"]["annotations"]["test.k8s.io/managed"] = json!(serde_json::to_string(&owners).unwrap_or_default());
+            owners.insert(
+                manager.to_string(),
+                applied.keys().cloned().collect::<BTreeSet<_>>(),
+            );
+            obj["metadata"]["annotations"]["test.k8s.io/managed"] =
+                json!(serde_json::to_string(&owners).unwrap_or_default());
             return self.create(coll, ns, obj);
         };
         let mut owners = owned_fields(&obj);
@@ -486,7 +530,9 @@ impl Store {
             for (other, fields) in owners.iter().filter(|(m, _)| m.as_str() != manager) {
                 for (path, value) in &applied {
                     if fields.contains(path) && obj.pointer(path) != Some(value) {
-                        let msg = format!("Apply failed with 1 conflict: conflict with \"{other}\": {path}");
+                        let msg = format!(
+                            "Apply failed with 1 conflict: conflict with \"{other}\": {path}"
+                        );
                         return Err((409, status(409, "Conflict", &msg)));
                     }
                 }
@@ -502,7 +548,11 @@ impl Store {
             }
             let mut patch = Value::Null;
             // Build {a: {b: value}} for /a/b.
-            let parts: Vec<String> = path.trim_start_matches('/').split('/').map(|p| p.replace("~1", "/").replace("~0", "~")).collect();
+            let parts: Vec<String> = path
+                .trim_start_matches('/')
+                .split('/')
+                .map(|p| p.replace("~1", "/").replace("~0", "~"))
+                .collect();
             let mut v = value.clone();
             for p in parts.iter().rev() {
                 let mut m = Map::new();
@@ -513,7 +563,8 @@ impl Store {
             merge_patch(&mut obj, &patch);
         }
         owners.insert(manager.to_string(), applied.keys().cloned().collect());
-        obj["metadata"]["annotations"]["test.k8s.io/managed"] = json!(serde_json::to_string(&owners).unwrap_or_default());
+        obj["metadata"]["annotations"]["test.k8s.io/managed"] =
+            json!(serde_json::to_string(&owners).unwrap_or_default());
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.remove("resourceVersion");
         }
@@ -521,11 +572,16 @@ impl Store {
     }
 
     pub fn set_log(&self, ns: &str, pod: &str, path: &Path) {
-        lock(&self.inner).logs.insert((ns.into(), pod.into()), path.to_path_buf());
+        lock(&self.inner)
+            .logs
+            .insert((ns.into(), pod.into()), path.to_path_buf());
     }
 
     fn log(&self, ns: &str, pod: &str) -> Option<String> {
-        let path = lock(&self.inner).logs.get(&(ns.to_string(), pod.to_string())).cloned()?;
+        let path = lock(&self.inner)
+            .logs
+            .get(&(ns.to_string(), pod.to_string()))
+            .cloned()?;
         Some(std::fs::read_to_string(path).unwrap_or_default())
     }
 
@@ -593,7 +649,11 @@ fn parse_path(path: &str) -> Option<Target> {
 
 fn query(uri: &http::Uri) -> BTreeMap<String, String> {
     uri.query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -615,7 +675,9 @@ fn answer(r: Result<Value, (u16, Value)>, ok: u16) -> Response<Body> {
 impl KubeApi {
     pub async fn start() -> KubeApi {
         let store = Store::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let token = format!("test-token-{}", fastrand::u64(..));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -652,7 +714,11 @@ impl KubeApi {
         let crd: Value = serde_yaml::from_str(yaml).expect("CRD YAML");
         register_crd(&self.store, &crd);
         self.store
-            .create(&Coll::new("apiextensions.k8s.io", "customresourcedefinitions"), "", crd)
+            .create(
+                &Coll::new("apiextensions.k8s.io", "customresourcedefinitions"),
+                "",
+                crd,
+            )
             .expect("CRD created");
     }
 
@@ -685,7 +751,11 @@ fn verb(method: &Method, t: &Target, watch: bool) -> &'static str {
     }
 }
 
-async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incoming>) -> Response<Body> {
+async fn handle(
+    store: Arc<Store>,
+    token: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
     let expected = format!("Bearer {token}");
     let authed = req
         .headers()
@@ -698,7 +768,14 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
     let (parts, body) = req.into_parts();
     let q = query(&parts.uri);
     let Some(t) = parse_path(parts.uri.path()) else {
-        return full(404, &status(404, "NotFound", "the server could not find the requested resource"));
+        return full(
+            404,
+            &status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        );
     };
     let watch = q.get("watch").is_some_and(|w| w == "true" || w == "1");
     let resource = match &t.sub {
@@ -718,12 +795,23 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
     let roll = fastrand::f64();
     if roll < faults.error_500 {
         *lock(&store.injected) += 1;
-        return full(500, &status(500, "InternalError", "injected: etcdserver: request timed out"));
+        return full(
+            500,
+            &status(
+                500,
+                "InternalError",
+                "injected: etcdserver: request timed out",
+            ),
+        );
     }
     if roll < faults.error_500 + faults.throttle_429 {
         *lock(&store.injected) += 1;
-        let mut r = full(429, &status(429, "TooManyRequests", "injected: too many requests"));
-        r.headers_mut().insert("retry-after", http::HeaderValue::from_static("1"));
+        let mut r = full(
+            429,
+            &status(429, "TooManyRequests", "injected: too many requests"),
+        );
+        r.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("1"));
         return r;
     }
     let is_write = matches!(parts.method, Method::PUT | Method::PATCH);
@@ -731,7 +819,11 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
         *lock(&store.injected) += 1;
         return full(409, &status(409, "Conflict", "injected: the object has been modified; please apply your changes to the latest version and try again"));
     }
-    let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let parsed: Option<Value> = if bytes.is_empty() {
         None
     } else {
@@ -747,12 +839,15 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
         (Method::GET, None, _) => {
             let selector = q.get("labelSelector").cloned().unwrap_or_default();
             let items = store.list(&coll, (!ns.is_empty()).then_some(ns.as_str()), &selector);
-            full(200, &json!({
-                "kind": format!("{}List", kind_of(&coll.resource)),
-                "apiVersion": api_version(&coll),
-                "metadata": {"resourceVersion": store.current_rv().to_string()},
-                "items": items,
-            }))
+            full(
+                200,
+                &json!({
+                    "kind": format!("{}List", kind_of(&coll.resource)),
+                    "apiVersion": api_version(&coll),
+                    "metadata": {"resourceVersion": store.current_rv().to_string()},
+                    "items": items,
+                }),
+            )
         }
         (Method::GET, Some(name), Some("log")) => match store.log(&ns, name) {
             Some(text) => Response::builder()
@@ -760,12 +855,31 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
                 .header("content-type", "text/plain")
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap_or_default(),
-            None if store.get(&coll, &ns, name).is_some() => full(400, &status(400, "BadRequest", &format!("container \"k6\" in pod \"{name}\" is waiting to start: ContainerCreating"))),
-            None => full(404, &status(404, "NotFound", &format!("pods \"{name}\" not found"))),
+            None if store.get(&coll, &ns, name).is_some() => full(
+                400,
+                &status(
+                    400,
+                    "BadRequest",
+                    &format!(
+                        "container \"k6\" in pod \"{name}\" is waiting to start: ContainerCreating"
+                    ),
+                ),
+            ),
+            None => full(
+                404,
+                &status(404, "NotFound", &format!("pods \"{name}\" not found")),
+            ),
         },
         (Method::GET, Some(name), _) => match store.get(&coll, &ns, name) {
             Some(v) => full(200, &v),
-            None => full(404, &status(404, "NotFound", &format!("{} \"{name}\" not found", coll.resource))),
+            None => full(
+                404,
+                &status(
+                    404,
+                    "NotFound",
+                    &format!("{} \"{name}\" not found", coll.resource),
+                ),
+            ),
         },
         (Method::POST, None, _) => match parsed {
             Some(obj) => {
@@ -792,11 +906,19 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
             };
             if ct.starts_with("application/apply-patch") {
                 let Some(manager) = q.get("fieldManager") else {
-                    return full(400, &status(400, "BadRequest", "PATCH with apply requires fieldManager"));
+                    return full(
+                        400,
+                        &status(400, "BadRequest", "PATCH with apply requires fieldManager"),
+                    );
                 };
                 let force = q.get("force").is_some_and(|f| f == "true");
-                answer(store.apply(&coll, &ns, name, &patch, manager, force, status_only), 200)
-            } else if ct.starts_with("application/merge-patch") || ct.starts_with("application/strategic-merge-patch") {
+                answer(
+                    store.apply(&coll, &ns, name, &patch, manager, force, status_only),
+                    200,
+                )
+            } else if ct.starts_with("application/merge-patch")
+                || ct.starts_with("application/strategic-merge-patch")
+            {
                 answer(store.merge(&coll, &ns, name, &patch, status_only), 200)
             } else {
                 full(415, &status(415, "UnsupportedMediaType", &format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml; got {ct}")))
@@ -818,21 +940,35 @@ async fn handle(store: Arc<Store>, token: &str, req: Request<hyper::body::Incomi
                     let _ = store.delete(&coll, &ns, n, false);
                 }
             }
-            full(200, &json!({"kind": format!("{}List", kind_of(&coll.resource)), "apiVersion": api_version(&coll), "metadata": {}, "items": items}))
+            full(
+                200,
+                &json!({"kind": format!("{}List", kind_of(&coll.resource)), "apiVersion": api_version(&coll), "metadata": {}, "items": items}),
+            )
         }
         _ => full(405, &status(405, "MethodNotAllowed", "method not allowed")),
     }
 }
 
 fn register_crd(store: &Store, crd: &Value) {
-    let group = crd.pointer("/spec/group").and_then(|v| v.as_str()).unwrap_or("");
-    let plural = crd.pointer("/spec/names/plural").and_then(|v| v.as_str()).unwrap_or("");
+    let group = crd
+        .pointer("/spec/group")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
+    let plural = crd
+        .pointer("/spec/names/plural")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     let has_status = crd
         .pointer("/spec/versions")
         .and_then(|v| v.as_array())
-        .is_some_and(|vs| vs.iter().any(|v| v.pointer("/subresources/status").is_some()));
+        .is_some_and(|vs| {
+            vs.iter()
+                .any(|v| v.pointer("/subresources/status").is_some())
+        });
     if has_status {
-        lock(&store.inner).status_subresource.insert(Coll::new(group, plural));
+        lock(&store.inner)
+            .status_subresource
+            .insert(Coll::new(group, plural));
     }
 }
 
@@ -843,7 +979,12 @@ fn event_line(kind: &str, object: &Value) -> Bytes {
 /// A watch: the events after the given version (all current objects as ADDED when none is
 /// given), then live ones; bookmarks every second when asked for; `410` as an ERROR event
 /// when the version is older than what is kept.
-fn watch_stream(store: Arc<Store>, t: &Target, q: &BTreeMap<String, String>, cut: Option<Duration>) -> Response<Body> {
+fn watch_stream(
+    store: Arc<Store>,
+    t: &Target,
+    q: &BTreeMap<String, String>,
+    cut: Option<Duration>,
+) -> Response<Body> {
     let selector = q.get("labelSelector").cloned().unwrap_or_default();
     let bookmarks = q.get("allowWatchBookmarks").is_some_and(|b| b == "true");
     let timeout = q
@@ -852,13 +993,20 @@ fn watch_stream(store: Arc<Store>, t: &Target, q: &BTreeMap<String, String>, cut
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(300));
     let end_after = cut.map_or(timeout, |c| c.min(timeout));
-    let from: Option<u64> = q.get("resourceVersion").and_then(|s| s.parse().ok()).filter(|v| *v > 0);
+    let from: Option<u64> = q
+        .get("resourceVersion")
+        .and_then(|s| s.parse().ok())
+        .filter(|v| *v > 0);
     let (coll, ns) = (t.coll.clone(), t.ns.clone());
     let mut live = store.events.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(256);
     let matches = {
         let (coll, ns, selector) = (coll.clone(), ns.clone(), selector.clone());
-        move |e: &Event| e.coll == coll && (ns.is_empty() || e.ns == ns) && selector_matches(&selector, &e.object)
+        move |e: &Event| {
+            e.coll == coll
+                && (ns.is_empty() || e.ns == ns)
+                && selector_matches(&selector, &e.object)
+        }
     };
     let mut backlog: Vec<Bytes> = Vec::new();
     let mut last: u64;
@@ -866,7 +1014,14 @@ fn watch_stream(store: Arc<Store>, t: &Target, q: &BTreeMap<String, String>, cut
         let inner = lock(&store.inner);
         match from {
             Some(v) if v + 1 < inner.oldest => {
-                backlog.push(event_line("ERROR", &status(410, "Expired", &format!("too old resource version: {v} ({})", inner.oldest))));
+                backlog.push(event_line(
+                    "ERROR",
+                    &status(
+                        410,
+                        "Expired",
+                        &format!("too old resource version: {v} ({})", inner.oldest),
+                    ),
+                ));
                 last = u64::MAX;
             }
             Some(v) => {
@@ -877,7 +1032,10 @@ fn watch_stream(store: Arc<Store>, t: &Target, q: &BTreeMap<String, String>, cut
             }
             None => {
                 for (k, o) in inner.objects.iter() {
-                    if k.coll == coll && (ns.is_empty() || k.ns == ns) && selector_matches(&selector, o) {
+                    if k.coll == coll
+                        && (ns.is_empty() || k.ns == ns)
+                        && selector_matches(&selector, o)
+                    {
                         backlog.push(event_line("ADDED", o));
                     }
                 }

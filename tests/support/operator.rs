@@ -29,7 +29,12 @@ pub struct Operator {
 impl Drop for Operator {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        for pgid in self.processes.lock().map(|p| p.values().copied().collect::<Vec<_>>()).unwrap_or_default() {
+        for pgid in self
+            .processes
+            .lock()
+            .map(|p| p.values().copied().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             // SAFETY: kills the runner's own process group.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
@@ -70,7 +75,9 @@ fn segments(n: u32) -> Vec<(String, String)> {
         i => format!("{i}/{n}"),
     };
     let seq = (0..=n).map(at).collect::<Vec<_>>().join(",");
-    (0..n).map(|i| (format!("{}:{}", at(i), at(i + 1)), seq.clone())).collect()
+    (0..n)
+        .map(|i| (format!("{}:{}", at(i), at(i + 1)), seq.clone()))
+        .collect()
 }
 
 impl Operator {
@@ -109,7 +116,8 @@ impl Operator {
                     if tr.pointer("/status/stage").is_some() || !handled.insert(uid) {
                         continue;
                     }
-                    let (st, procs, work, count) = (st.clone(), procs.clone(), work.clone(), count.clone());
+                    let (st, procs, work, count) =
+                        (st.clone(), procs.clone(), work.clone(), count.clone());
                     tokio::spawn(async move { run_testrun(st, tr, procs, work, count).await });
                 }
             }
@@ -122,7 +130,13 @@ impl Operator {
     }
 }
 
-fn configmap_files(store: &Store, ns: &str, name: &str, items: Option<&Vec<Value>>, dir: &Path) -> Result<(), String> {
+fn configmap_files(
+    store: &Store,
+    ns: &str,
+    name: &str,
+    items: Option<&Vec<Value>>,
+    dir: &Path,
+) -> Result<(), String> {
     let cm = store
         .get(&Coll::new("", "configmaps"), ns, name)
         .ok_or_else(|| format!("ConfigMap {name} not found"))?;
@@ -143,12 +157,19 @@ fn configmap_files(store: &Store, ns: &str, name: &str, items: Option<&Vec<Value
     let placed: Vec<(String, String)> = match items {
         Some(items) => items
             .iter()
-            .map(|i| (i["key"].as_str().unwrap_or("").to_string(), i["path"].as_str().unwrap_or("").to_string()))
+            .map(|i| {
+                (
+                    i["key"].as_str().unwrap_or("").to_string(),
+                    i["path"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect(),
         None => files.keys().map(|k| (k.clone(), k.clone())).collect(),
     };
     for (key, path) in placed {
-        let bytes = files.get(&key).ok_or_else(|| format!("ConfigMap {name} has no key {key}"))?;
+        let bytes = files
+            .get(&key)
+            .ok_or_else(|| format!("ConfigMap {name} has no key {key}"))?;
         if path.contains("..") {
             return Err(format!("item path {path} escapes the volume"));
         }
@@ -168,14 +189,21 @@ fn env_of(store: &Store, ns: &str, runner: &Value) -> Result<Vec<(String, String
         if let Some(v) = e["value"].as_str() {
             out.push((name, v.to_string()));
         } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
-            let (sn, key) = (r["name"].as_str().unwrap_or(""), r["key"].as_str().unwrap_or(""));
+            let (sn, key) = (
+                r["name"].as_str().unwrap_or(""),
+                r["key"].as_str().unwrap_or(""),
+            );
             let secret = store
                 .get(&Coll::new("", "secrets"), ns, sn)
                 .ok_or_else(|| format!("CreateContainerConfigError: secret \"{sn}\" not found"))?;
             let v = secret["data"][key]
                 .as_str()
                 .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                .ok_or_else(|| format!("CreateContainerConfigError: couldn't find key {key} in Secret {ns}/{sn}"))?;
+                .ok_or_else(|| {
+                    format!(
+                        "CreateContainerConfigError: couldn't find key {key} in Secret {ns}/{sn}"
+                    )
+                })?;
             out.push((name, String::from_utf8_lossy(&v).into_owned()));
         }
     }
@@ -186,32 +214,74 @@ fn pod_status(phase: &str, state: Value) -> Value {
     json!({"status": {"phase": phase, "containerStatuses": [{"name": "k6", "image": "k6", "imageID": "", "ready": phase == "Running", "restartCount": 0, "state": state}]}})
 }
 
-async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<String, i32>>>, work: PathBuf, count: Arc<Mutex<u32>>) {
-    let ns = tr["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+async fn run_testrun(
+    store: Arc<Store>,
+    tr: Value,
+    procs: Arc<Mutex<BTreeMap<String, i32>>>,
+    work: PathBuf,
+    count: Arc<Mutex<u32>>,
+) {
+    let ns = tr["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     let name = tr["metadata"]["name"].as_str().unwrap_or("").to_string();
     let spec = tr["spec"].clone();
     let step = Duration::from_millis(150);
     set_stage(&store, &ns, &name, "initialization", None);
     tokio::time::sleep(step).await;
     let n = spec["parallelism"].as_u64().unwrap_or(1).max(1) as u32;
-    let cm_name = spec.pointer("/script/configMap/name").and_then(|v| v.as_str()).unwrap_or("").to_string();
-    let file = spec.pointer("/script/configMap/file").and_then(|v| v.as_str()).unwrap_or("test.js").to_string();
-    if store.get(&Coll::new("", "configmaps"), &ns, &cm_name).is_none() {
-        set_stage(&store, &ns, &name, "error", Some(&format!("ConfigMap {cm_name} not found")));
+    let cm_name = spec
+        .pointer("/script/configMap/name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string();
+    let file = spec
+        .pointer("/script/configMap/file")
+        .and_then(|v| v.as_str())
+        .unwrap_or("test.js")
+        .to_string();
+    if store
+        .get(&Coll::new("", "configmaps"), &ns, &cm_name)
+        .is_none()
+    {
+        set_stage(
+            &store,
+            &ns,
+            &name,
+            "error",
+            Some(&format!("ConfigMap {cm_name} not found")),
+        );
         return;
     }
     // The operator refuses more runners than VUs.
-    let args_now: Vec<&str> = spec["arguments"].as_str().unwrap_or("").split_whitespace().collect();
+    let args_now: Vec<&str> = spec["arguments"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     let vus = args_now
         .windows(2)
         .find(|w| w[0] == "--vus")
         .and_then(|w| w[1].parse::<u32>().ok());
     if vus.is_some_and(|v| n > v) {
-        set_stage(&store, &ns, &name, "error", Some("number of instances > number of VUs"));
+        set_stage(
+            &store,
+            &ns,
+            &name,
+            "error",
+            Some("number of instances > number of VUs"),
+        );
         return;
     }
     if file.contains('/') {
-        set_stage(&store, &ns, &name, "error", Some("script file must be a bare file name"));
+        set_stage(
+            &store,
+            &ns,
+            &name,
+            "error",
+            Some("script file must be a bare file name"),
+        );
         return;
     }
     set_stage(&store, &ns, &name, "initialized", None);
@@ -219,15 +289,22 @@ async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<Str
     let runner = spec["runner"].clone();
     let mut pod_names = Vec::new();
     for i in 1..=n {
-        let Some(tr_now) = store.get(&testruns(), &ns, &name) else { return };
+        let Some(tr_now) = store.get(&testruns(), &ns, &name) else {
+            return;
+        };
         let labels = json!({"app": "k6", "k6_cr": name, "runner": "true"});
         let job = json!({"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": format!("{name}-{i}"), "labels": labels, "ownerReferences": owner(&tr_now, "TestRun", "k6.io/v1alpha1")},
             "spec": {"backoffLimit": 0}});
-        let Ok(job) = store.create(&jobs(), &ns, job) else { return };
+        let Ok(job) = store.create(&jobs(), &ns, job) else {
+            return;
+        };
         let mut pod_labels = labels.clone();
         pod_labels["job-name"] = json!(format!("{name}-{i}"));
-        if let Some(extra) = runner.pointer("/metadata/labels").and_then(|l| l.as_object()) {
+        if let Some(extra) = runner
+            .pointer("/metadata/labels")
+            .and_then(|l| l.as_object())
+        {
             for (k, v) in extra {
                 pod_labels[k] = v.clone();
             }
@@ -239,7 +316,16 @@ async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<Str
         if store.create(&pods(), &ns, pod).is_err() {
             return;
         }
-        let _ = store.merge(&pods(), &ns, &pod_name, &pod_status("Pending", json!({"waiting": {"reason": "ContainerCreating"}})), true);
+        let _ = store.merge(
+            &pods(),
+            &ns,
+            &pod_name,
+            &pod_status(
+                "Pending",
+                json!({"waiting": {"reason": "ContainerCreating"}}),
+            ),
+            true,
+        );
         pod_names.push((i, pod_name));
     }
     set_stage(&store, &ns, &name, "created", None);
@@ -259,7 +345,12 @@ async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<Str
             return;
         }
     };
-    let args: Vec<String> = spec["arguments"].as_str().unwrap_or("").split_whitespace().map(str::to_string).collect();
+    let args: Vec<String> = spec["arguments"]
+        .as_str()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let segs = segments(n);
     let mut handles = Vec::new();
     for (i, pod_name) in pod_names {
@@ -271,35 +362,91 @@ async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<Str
             return;
         }
         let volumes = runner["volumes"].as_array().cloned().unwrap_or_default();
-        for vm in runner["volumeMounts"].as_array().cloned().unwrap_or_default() {
+        for vm in runner["volumeMounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let vname = vm["name"].as_str().unwrap_or("");
-            let Some(vol) = volumes.iter().find(|v| v["name"].as_str() == Some(vname)) else { continue };
-            let Some(cm) = vol.pointer("/configMap/name").and_then(|v| v.as_str()) else { continue };
+            let Some(vol) = volumes.iter().find(|v| v["name"].as_str() == Some(vname)) else {
+                continue;
+            };
+            let Some(cm) = vol.pointer("/configMap/name").and_then(|v| v.as_str()) else {
+                continue;
+            };
             let dir = root.join("volumes").join(vname);
             let _ = std::fs::create_dir_all(&dir);
-            if let Err(e) = configmap_files(&store, &ns, cm, vol.pointer("/configMap/items").and_then(|v| v.as_array()), &dir) {
-                let _ = store.merge(&pods(), &ns, &pod_name, &pod_status("Pending", json!({"waiting": {"reason": "CreateContainerConfigError", "message": e}})), true);
+            if let Err(e) = configmap_files(
+                &store,
+                &ns,
+                cm,
+                vol.pointer("/configMap/items").and_then(|v| v.as_array()),
+                &dir,
+            ) {
+                let _ = store.merge(
+                    &pods(),
+                    &ns,
+                    &pod_name,
+                    &pod_status(
+                        "Pending",
+                        json!({"waiting": {"reason": "CreateContainerConfigError", "message": e}}),
+                    ),
+                    true,
+                );
                 return;
             }
-            mounts.push((dir, PathBuf::from(vm["mountPath"].as_str().unwrap_or("/mnt"))));
+            mounts.push((
+                dir,
+                PathBuf::from(vm["mountPath"].as_str().unwrap_or("/mnt")),
+            ));
         }
         let mut script = String::new();
         for (src, dst) in &mounts {
-            script.push_str(&format!("mkdir -p '{}' && mount --bind '{}' '{}' && ", dst.display(), src.display(), dst.display()));
+            script.push_str(&format!(
+                "mkdir -p '{}' && mount --bind '{}' '{}' && ",
+                dst.display(),
+                src.display(),
+                dst.display()
+            ));
         }
         script.push_str("exec \"$@\"");
         let log = root.join("log");
-        let Ok(out) = std::fs::File::create(&log) else { return };
+        let Ok(out) = std::fs::File::create(&log) else {
+            return;
+        };
         let Ok(err) = out.try_clone() else { return };
         store.set_log(&ns, &pod_name, &log);
         let (seg, seq) = segs[(i - 1) as usize].clone();
         let mut cmd = std::process::Command::new("unshare");
-        cmd.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh", "k6", "run", "--quiet", "--no-usage-report", "--no-color"])
-            .args(&args)
-            .arg(format!("/test/{file}"))
-            .args(["--tag", &format!("instance_id={i}"), "--tag", &format!("testrun_name={name}")]);
+        cmd.args([
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+            "sh",
+            "k6",
+            "run",
+            "--quiet",
+            "--no-usage-report",
+            "--no-color",
+        ])
+        .args(&args)
+        .arg(format!("/test/{file}"))
+        .args([
+            "--tag",
+            &format!("instance_id={i}"),
+            "--tag",
+            &format!("testrun_name={name}"),
+        ]);
         if n > 1 {
-            cmd.args(["--execution-segment", &seg, "--execution-segment-sequence", &seq]);
+            cmd.args([
+                "--execution-segment",
+                &seg,
+                "--execution-segment-sequence",
+                &seq,
+            ]);
         }
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -323,7 +470,13 @@ async fn run_testrun(store: Arc<Store>, tr: Value, procs: Arc<Mutex<BTreeMap<Str
         if let Ok(mut c) = count.lock() {
             *c += 1;
         }
-        let _ = store.merge(&pods(), &ns, &pod_name, &pod_status("Running", json!({"running": {"startedAt": now()}})), true);
+        let _ = store.merge(
+            &pods(),
+            &ns,
+            &pod_name,
+            &pod_status("Running", json!({"running": {"startedAt": now()}})),
+            true,
+        );
         let (store, ns, procs) = (store.clone(), ns.clone(), procs.clone());
         let job_name = format!("{name}-{i}");
         handles.push(tokio::spawn(async move {

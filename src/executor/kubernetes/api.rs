@@ -11,7 +11,10 @@ use tracing::debug;
 /// The k6-operator's TestRun (k6.io/v1alpha1). perfsync reads it as a dynamic object: it
 /// writes the spec it renders and reads only `status.stage`.
 pub fn testrun_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("k6.io", "v1alpha1", "TestRun"), "testruns")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("k6.io", "v1alpha1", "TestRun"),
+        "testruns",
+    )
 }
 
 /// A client from `kubeconfig`, or inferred (in-cluster service account, `$KUBECONFIG`).
@@ -56,7 +59,8 @@ pub fn is_already_exists(e: &kube::Error) -> bool {
 pub fn is_transient(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) => {
-            matches!(s.code, 429 | 500 | 502 | 503 | 504) || (s.code == 409 && s.reason != "AlreadyExists")
+            matches!(s.code, 429 | 500 | 502 | 503 | 504)
+                || (s.code == 409 && s.reason != "AlreadyExists")
         }
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,

@@ -34,7 +34,10 @@ pub fn stage_error(tr: &DynamicObject) -> String {
     if messages.is_empty() {
         "the k6-operator put the TestRun in its error stage".into()
     } else {
-        format!("the k6-operator put the TestRun in its error stage: {}", messages.join("; "))
+        format!(
+            "the k6-operator put the TestRun in its error stage: {}",
+            messages.join("; ")
+        )
     }
 }
 
@@ -86,7 +89,11 @@ pub fn runner_state(pod: &Pod) -> RunnerState {
             let message = status.message.clone().unwrap_or_default();
             return RunnerState::Ended {
                 exit_code: None,
-                reason: Some(format!("{reason}: {message}").trim_end_matches(": ").to_string()),
+                reason: Some(
+                    format!("{reason}: {message}")
+                        .trim_end_matches(": ")
+                        .to_string(),
+                ),
                 finished_at: None,
             };
         }
@@ -109,7 +116,9 @@ pub fn runner_state(pod: &Pod) -> RunnerState {
     if matches!(phase, "Succeeded" | "Failed") {
         return RunnerState::Ended {
             exit_code: None,
-            reason: Some(format!("the pod ended ({phase}) without a container exit code")),
+            reason: Some(format!(
+                "the pod ended ({phase}) without a container exit code"
+            )),
             finished_at: None,
         };
     }
@@ -157,7 +166,11 @@ pub fn progress_key(stage: Option<&str>, runners: &BTreeMap<u32, &Pod>) -> Strin
 }
 
 /// Why a stalled run is stuck, in a person's words.
-pub fn stall_reason(stage: Option<&str>, runners: &BTreeMap<u32, &Pod>, parallelism: u32) -> String {
+pub fn stall_reason(
+    stage: Option<&str>,
+    runners: &BTreeMap<u32, &Pod>,
+    parallelism: u32,
+) -> String {
     let mut parts = vec![format!("stage `{}`", stage.unwrap_or("none yet"))];
     let waiting: Vec<String> = runners
         .iter()
@@ -168,7 +181,10 @@ pub fn stall_reason(stage: Option<&str>, runners: &BTreeMap<u32, &Pod>, parallel
         .collect();
     parts.extend(waiting);
     if (runners.len() as u32) < parallelism {
-        parts.push(format!("{} of {parallelism} runner pods exist", runners.len()));
+        parts.push(format!(
+            "{} of {parallelism} runner pods exist",
+            runners.len()
+        ));
     }
     parts.join(", ")
 }
@@ -189,7 +205,14 @@ mod tests {
                 "state": {"terminated": {"exitCode": 99, "finishedAt": "2026-11-23T10:00:00Z"}}}]}
         }));
         assert_eq!(runner_index(&done, "t"), Some(1));
-        assert!(matches!(runner_state(&done), RunnerState::Ended { exit_code: Some(99), reason: None, finished_at: Some(_) }));
+        assert!(matches!(
+            runner_state(&done),
+            RunnerState::Ended {
+                exit_code: Some(99),
+                reason: None,
+                finished_at: Some(_)
+            }
+        ));
         let oom = pod(serde_json::json!({
             "metadata": {"name": "t-2-x", "labels": {"job-name": "t-2"}},
             "status": {"phase": "Failed", "containerStatuses": [{"name": "k6", "image": "k6", "imageID": "", "ready": false, "restartCount": 0,
@@ -197,7 +220,11 @@ mod tests {
         }));
         assert_eq!(
             runner_state(&oom),
-            RunnerState::Ended { exit_code: Some(137), reason: Some("OOMKilled".into()), finished_at: None }
+            RunnerState::Ended {
+                exit_code: Some(137),
+                reason: Some("OOMKilled".into()),
+                finished_at: None
+            }
         );
         let evicted = pod(serde_json::json!({
             "metadata": {"name": "t-3-x"},
@@ -206,17 +233,27 @@ mod tests {
         assert_eq!(runner_index(&evicted, "t"), Some(3));
         assert_eq!(
             runner_state(&evicted),
-            RunnerState::Ended { exit_code: None, reason: Some("Evicted: low on memory".into()), finished_at: None }
+            RunnerState::Ended {
+                exit_code: None,
+                reason: Some("Evicted: low on memory".into()),
+                finished_at: None
+            }
         );
         let pulling = pod(serde_json::json!({
             "metadata": {"name": "t-1-y", "labels": {"job-name": "t-1"}},
             "status": {"phase": "Pending", "containerStatuses": [{"name": "k6", "image": "k6", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
         }));
-        assert_eq!(runner_state(&pulling), RunnerState::Pending(Some("ImagePullBackOff".into())));
+        assert_eq!(
+            runner_state(&pulling),
+            RunnerState::Pending(Some("ImagePullBackOff".into()))
+        );
         let all = [pulling.clone()];
         let rs = runners(all.iter(), "t");
-        assert_eq!(stall_reason(Some("created"), &rs, 2), "stage `created`, runner 1: ImagePullBackOff, 1 of 2 runner pods exist");
+        assert_eq!(
+            stall_reason(Some("created"), &rs, 2),
+            "stage `created`, runner 1: ImagePullBackOff, 1 of 2 runner pods exist"
+        );
         // Another TestRun's pods (a name sharing the prefix) are not this run's runners.
         assert_eq!(runner_index(&done, "t-1"), None);
     }

@@ -19,7 +19,13 @@ pub struct LeaderLease {
 }
 
 impl LeaderLease {
-    pub fn new(client: kube::Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> LeaderLease {
+    pub fn new(
+        client: kube::Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> LeaderLease {
         LeaderLease {
             api: Api::namespaced(client, namespace),
             name: name.into(),
@@ -41,8 +47,12 @@ impl LeaderLease {
     }
 
     fn expired(&self, spec: &LeaseSpec) -> bool {
-        let Some(renewed) = &spec.renew_time else { return true };
-        let secs = spec.lease_duration_seconds.unwrap_or(self.duration.as_secs() as i32) as i64;
+        let Some(renewed) = &spec.renew_time else {
+            return true;
+        };
+        let secs = spec
+            .lease_duration_seconds
+            .unwrap_or(self.duration.as_secs() as i32) as i64;
         Timestamp::now().as_second() - renewed.0.as_second() > secs
     }
 
@@ -70,9 +80,17 @@ impl LeaderLease {
                     return Ok(false);
                 }
                 let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
-                let acquired = if ours { spec.acquire_time.clone() } else { None };
+                let acquired = if ours {
+                    spec.acquire_time.clone()
+                } else {
+                    None
+                };
                 lease.spec = Some(self.spec(transitions, acquired));
-                match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+                match self
+                    .api
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
+                {
                     Ok(_) => Ok(true),
                     Err(e) if api::code(&e) == Some(409) => Ok(false),
                     Err(e) => Err(e),
@@ -120,7 +138,9 @@ impl LeaderLease {
                             }
                         }
                     }
-                    Err(e) => warn!(lease = %self.name, error = %e, "cannot renew the lease; retrying"),
+                    Err(e) => {
+                        warn!(lease = %self.name, error = %e, "cannot renew the lease; retrying")
+                    }
                 }
                 if last_ok.elapsed() >= deadline {
                     warn!(lease = %self.name, "could not renew the lease in time; leadership lost");

@@ -36,7 +36,13 @@ fn now() -> String {
 }
 
 /// Sets a condition, moving its transition time only when its status changes.
-pub fn set_condition(conds: &mut Vec<Condition>, kind: &str, status: bool, reason: &str, message: String) {
+pub fn set_condition(
+    conds: &mut Vec<Condition>,
+    kind: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) {
     let status = if status { "True" } else { "False" }.to_string();
     match conds.iter_mut().find(|c| c.kind == kind) {
         Some(c) => {
@@ -118,8 +124,13 @@ impl Mirror {
                 // An invalid spec never removes its test; its mirror says why it is not ready.
                 if st.applied.contains_key(name) {
                     let mut s = st.status.get(name).cloned().unwrap_or_default();
-                    set_condition(&mut s.conditions, "Ready", false, "Invalid",
-                        format!("{} does not validate; run `perfsync validate`", entry.file));
+                    set_condition(
+                        &mut s.conditions,
+                        "Ready",
+                        false,
+                        "Invalid",
+                        format!("{} does not validate; run `perfsync validate`", entry.file),
+                    );
                     self.patch_status(name, &s).await;
                     st.status.insert(name.clone(), s);
                 }
@@ -141,20 +152,35 @@ impl Mirror {
             });
             let pp = PatchParams::apply(FIELD_MANAGER).force();
             let patch = Patch::Apply(&body);
-            match api::retry("apply PerfTest", ATTEMPTS, || self.api.patch(name, &pp, &patch)).await {
+            match api::retry("apply PerfTest", ATTEMPTS, || {
+                self.api.patch(name, &pp, &patch)
+            })
+            .await
+            {
                 Ok(_) => {
                     st.applied.insert(name.clone(), rev);
                     let mut s = st.status.get(name).cloned().unwrap_or_default();
                     s.revision = Some(short(&rt.revision).to_string());
                     s.commit = commit.map(str::to_string);
-                    set_condition(&mut s.conditions, "Ready", true, "Valid", "the spec validates and is synced".into());
+                    set_condition(
+                        &mut s.conditions,
+                        "Ready",
+                        true,
+                        "Valid",
+                        "the spec validates and is synced".into(),
+                    );
                     self.patch_status(name, &s).await;
                     st.status.insert(name.clone(), s);
                 }
                 Err(e) => warn!(test = %name, error = %e, "cannot apply the PerfTest mirror"),
             }
         }
-        let gone: Vec<String> = st.applied.keys().filter(|n| !present.contains(*n)).cloned().collect();
+        let gone: Vec<String> = st
+            .applied
+            .keys()
+            .filter(|n| !present.contains(*n))
+            .cloned()
+            .collect();
         for name in gone {
             let dp = DeleteParams::default();
             match api::retry("delete PerfTest", ATTEMPTS, || self.api.delete(&name, &dp)).await {
@@ -173,7 +199,13 @@ impl Mirror {
     pub async fn run_started(&self, test: &str, run: &str) {
         let mut st = self.state.lock().await;
         let mut s = st.status.get(test).cloned().unwrap_or_default();
-        set_condition(&mut s.conditions, "Running", true, "RunStarted", format!("run {run} is running"));
+        set_condition(
+            &mut s.conditions,
+            "Running",
+            true,
+            "RunStarted",
+            format!("run {run} is running"),
+        );
         self.patch_status(test, &s).await;
         st.status.insert(test.to_string(), s);
     }
@@ -186,8 +218,17 @@ impl Mirror {
         s.last_run_time = Some(summary.run.end.clone());
         s.last_result = Some(result.to_string());
         s.p95 = summary.p95_ms().map(|p| format!("{p:.1}ms"));
-        let why = summary.reason.clone().unwrap_or_else(|| format!("run {} {result}", summary.run.id));
-        set_condition(&mut s.conditions, "Running", false, "RunEnded", format!("run {} ended {result}", summary.run.id));
+        let why = summary
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("run {} {result}", summary.run.id));
+        set_condition(
+            &mut s.conditions,
+            "Running",
+            false,
+            "RunEnded",
+            format!("run {} ended {result}", summary.run.id),
+        );
         let failed = !matches!(summary.status, EndState::Succeeded | EndState::Aborted);
         let reason = match summary.status {
             EndState::Succeeded => "Succeeded",

@@ -23,7 +23,9 @@ use crate::spec::Catalog;
 use chrono::{DateTime, Utc};
 use follow::RunnerState;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
+};
 use kube::{Api, ResourceExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -91,7 +93,11 @@ impl KubeExecutor {
     }
 
     fn testruns(&self) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &self.namespace, &api::testrun_resource())
+        Api::namespaced_with(
+            self.client.clone(),
+            &self.namespace,
+            &api::testrun_resource(),
+        )
     }
     fn pods(&self) -> Api<Pod> {
         Api::namespaced(self.client.clone(), &self.namespace)
@@ -111,8 +117,8 @@ impl KubeExecutor {
             run: req.run_id.to_string(),
             source,
         };
-        let dir = RunDir::create(path.clone(), Meta::new(req, Utc::now()))
-            .map_err(|e| wrap(e.into()))?;
+        let dir =
+            RunDir::create(path.clone(), Meta::new(req, Utc::now())).map_err(|e| wrap(e.into()))?;
         let applied = async {
             self.ensure_configmap(req.test).await?;
             self.apply_testrun(req.test, &dir.meta).await
@@ -135,13 +141,14 @@ impl KubeExecutor {
             })?;
         let api = self.configmaps();
         let pp = PostParams::default();
-        let created = api::retry("create ConfigMap", ATTEMPTS, || api.create(&pp, &body))
-        .await;
+        let created = api::retry("create ConfigMap", ATTEMPTS, || api.create(&pp, &body)).await;
         match created {
             Ok(_) => Ok(()),
             // Immutable and named by revision: one that exists holds this very bundle.
             Err(e) if api::is_already_exists(&e) => Ok(()),
-            Err(e) => Err(api_err(format!("creating ConfigMap {}", cm.metadata.name))(e)),
+            Err(e) => Err(api_err(format!("creating ConfigMap {}", cm.metadata.name))(
+                e,
+            )),
         }
     }
 
@@ -157,7 +164,9 @@ impl KubeExecutor {
         let api = self.testruns();
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&body);
-        api::retry("apply TestRun", ATTEMPTS, || api.patch(&meta.run_id, &pp, &patch))
+        api::retry("apply TestRun", ATTEMPTS, || {
+            api.patch(&meta.run_id, &pp, &patch)
+        })
         .await
         .map_err(api_err(format!("applying TestRun {}", meta.run_id)))?;
         info!(run = %meta.run_id, "TestRun applied");
@@ -187,7 +196,9 @@ impl KubeExecutor {
                     match meta.map(|m| RunDir::create(path, m)) {
                         Some(Ok(dir)) => out.push(dir),
                         Some(Err(e)) => warn!(run = %name, error = %e, "cannot adopt"),
-                        None => warn!(run = %name, "a TestRun of perfsync's without readable meta; left alone"),
+                        None => {
+                            warn!(run = %name, "a TestRun of perfsync's without readable meta; left alone")
+                        }
                     }
                 }
             }
@@ -227,7 +238,11 @@ impl KubeExecutor {
 
     /// Follows a run to its end. What was collected is written to the run's folder before
     /// anything is deleted, so a restarted process records it without the cluster.
-    pub async fn wait(&self, dir: &RunDir, mut cancel: watch::Receiver<Option<String>>) -> Collected {
+    pub async fn wait(
+        &self,
+        dir: &RunDir,
+        mut cancel: watch::Receiver<Option<String>>,
+    ) -> Collected {
         let collected_path = dir.path.join("collected.json");
         if let Some(c) = std::fs::read(&collected_path)
             .ok()
@@ -274,14 +289,15 @@ impl KubeExecutor {
                     self.stop(&name, &runners, &mut logs).await;
                     break Ending::Error(why);
                 }
-                if stage.as_deref() == Some("finished")
-                    && runners.keys().all(|i| ended_with_log(i))
+                if stage.as_deref() == Some("finished") && runners.keys().all(|i| ended_with_log(i))
                 {
                     break Ending::Finished; // runners without a pod are lost
                 }
                 if tr.is_none() && seen {
                     self.stop(&name, &runners, &mut logs).await;
-                    break Ending::Error("the TestRun was deleted by someone other than perfsync".into());
+                    break Ending::Error(
+                        "the TestRun was deleted by someone other than perfsync".into(),
+                    );
                 }
                 let key = follow::progress_key(stage.as_deref(), &runners);
                 let running = runners
@@ -337,7 +353,12 @@ impl KubeExecutor {
 
     /// Stops a run: reads what the runners logged so far, then deletes the TestRun (its
     /// Jobs and pods go with it).
-    async fn stop(&self, name: &str, runners: &BTreeMap<u32, &Pod>, logs: &mut BTreeMap<u32, (String, String)>) {
+    async fn stop(
+        &self,
+        name: &str,
+        runners: &BTreeMap<u32, &Pod>,
+        logs: &mut BTreeMap<u32, (String, String)>,
+    ) {
         for (i, pod) in runners {
             let pname = pod.name_any();
             if logs.get(i).is_some_and(|(p, _)| *p == pname) {
@@ -364,7 +385,9 @@ impl KubeExecutor {
     }
 
     pub async fn started(&self, dir: &RunDir) {
-        self.mirror.run_started(&dir.meta.test, &dir.meta.run_id).await;
+        self.mirror
+            .run_started(&dir.meta.test, &dir.meta.run_id)
+            .await;
     }
 
     pub async fn catalog_changed(&self, catalog: &Catalog, commit: Option<&str>) {
@@ -397,14 +420,22 @@ impl KubeExecutor {
                 let _ = self.delete_testrun(&name).await;
                 continue;
             }
-            if let Some(cm) = tr.data.pointer("/spec/script/configMap/name").and_then(|v| v.as_str()) {
+            if let Some(cm) = tr
+                .data
+                .pointer("/spec/script/configMap/name")
+                .and_then(|v| v.as_str())
+            {
                 used.insert(cm.to_string());
             }
         }
         let current: BTreeSet<String> = self
             .current
             .lock()
-            .map(|c| c.iter().map(|(t, r)| render::configmap_name(t, r)).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|(t, r)| render::configmap_name(t, r))
+                    .collect()
+            })
             .unwrap_or_default();
         if current.is_empty() && used.is_empty() {
             // Before the first sync nothing is known to be unused.
@@ -438,14 +469,21 @@ fn collect(
         .map(|i| {
             let summary = logs.get(&i).and_then(|(_, l)| summary_from_output(l));
             let (exit_code, reason) = match runners.get(&i).map(|p| follow::runner_state(p)) {
-                Some(RunnerState::Ended { exit_code, reason, finished_at }) => {
+                Some(RunnerState::Ended {
+                    exit_code,
+                    reason,
+                    finished_at,
+                }) => {
                     if let Some(t) = finished_at {
                         end = Some(end.map_or(t, |e| e.max(t)));
                     }
                     (exit_code, reason)
                 }
                 Some(_) => (None, Some("the runner was stopped before it ended".into())),
-                None => (None, Some("the runner's pod was never seen (lost, or never created)".into())),
+                None => (
+                    None,
+                    Some("the runner's pod was never seen (lost, or never created)".into()),
+                ),
             };
             RunnerReport {
                 index: i,

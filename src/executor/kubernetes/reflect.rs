@@ -69,11 +69,8 @@ where
         };
         backoff = Duration::from_millis(100);
         let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
-        let mut objects: BTreeMap<String, K> = list
-            .items
-            .into_iter()
-            .map(|o| (o.name_any(), o))
-            .collect();
+        let mut objects: BTreeMap<String, K> =
+            list.items.into_iter().map(|o| (o.name_any(), o)).collect();
         tx.send_replace(Snapshot {
             objects: objects.clone(),
             listed: true,
