@@ -15,6 +15,25 @@ use warp::Filter;
 const TESTS: usize = 10_000;
 const ROUNDS: usize = 5;
 
+/// Heap and stacks (anonymous) against mapped files (binary, libraries, git packs).
+fn rss_split(pid: u32) -> String {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    format!(
+        "{:.1} MiB anonymous, {:.1} MiB file-backed",
+        field("Anonymous:"),
+        field("Rss:") - field("Anonymous:")
+    )
+}
+
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -94,8 +113,9 @@ async fn main() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     println!(
-        "idle memory with {TESTS} tests: {:.1} MiB RSS",
-        rss_mib(child.id())
+        "idle memory with {TESTS} tests: {:.1} MiB RSS ({})",
+        rss_mib(child.id()),
+        rss_split(child.id())
     );
 
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();

@@ -23,8 +23,8 @@ use support::*;
 
 const SCRIPT: &str = "import http from 'k6/http';\nimport { check } from 'k6';\nexport default function () {\n  const r = http.get(`${__ENV.BASE}/api/items/1`);\n  check(r, { 'is 200': (x) => x.status === 200 });\n}\n";
 
-fn thresholds() -> BTreeMap<String, Vec<ThresholdEntry>> {
-    BTreeMap::from([
+fn thresholds() -> perfsync::spec::model::Thresholds {
+    perfsync::spec::model::Thresholds::from_iter([
         (
             "http_req_duration".to_string(),
             vec![ThresholdEntry::Expr("p(95)<2000".into())],
@@ -197,7 +197,7 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
     std::fs::write(dir.path().join("script.js"), "import http from 'k6/http';\nexport default function () { http.get(`${__ENV.BASE}/slow/${Math.floor(Math.random() * 40)}`); }\n").unwrap();
     std::fs::write(
         dir.path().join("entry.js"),
-        perfsync::spec::render::entry_script("./script.js", &BTreeMap::new()),
+        perfsync::spec::render::entry_script("./script.js", &perfsync::spec::model::Thresholds::new()),
     )
     .unwrap();
     let base = format!("http://{target}");
@@ -229,7 +229,7 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
     let k6_p95 = values(&own, "http_req_duration", "p(95)");
     let r = report("prom-1", vec![runner(1, out)], start);
     let client = Prometheus::new(&prom.url);
-    let (metrics, notes) = collect(&r, &BTreeMap::new(), Some(&client)).await;
+    let (metrics, notes) = collect(&r, &perfsync::spec::model::Thresholds::new(), Some(&client)).await;
     assert!(notes.is_empty(), "{notes:?}");
     let m = &metrics["http_req_duration"];
     assert_eq!(m.sources.get("p(95)"), Some(&Source::Prometheus), "{m:?}");
@@ -262,14 +262,14 @@ async fn prometheus_down_still_records_a_summary_marked_approximate() {
         },
     ];
     let r = report("down-1", runners, Utc::now());
-    let (metrics, notes) = collect(&r, &BTreeMap::new(), Some(&Prometheus::new(&dead))).await;
+    let (metrics, notes) = collect(&r, &perfsync::spec::model::Thresholds::new(), Some(&Prometheus::new(&dead))).await;
     assert!(notes.iter().any(|n| n.contains("estimates")), "{notes:?}");
     assert!(metrics["http_req_duration"]
         .approximate
         .contains(&"p(95)".to_string()));
     let s = summarize(Inputs {
         report: &r,
-        thresholds: &BTreeMap::new(),
+        thresholds: &perfsync::spec::model::Thresholds::new(),
         metrics,
         notes,
         baseline: None,
@@ -296,7 +296,7 @@ fn sample(run: &str, end_offset_s: i64, p95: f64) -> RunSummary {
         start,
     );
     r.end = start + chrono::Duration::seconds(1);
-    let th = BTreeMap::new();
+    let th = perfsync::spec::model::Thresholds::new();
     let metrics = perfsync::results::build::merged_metrics(&r, &th);
     summarize(Inputs {
         report: &r,
@@ -701,7 +701,7 @@ async fn a_real_failing_run_is_judged_recorded_pushed_and_annotated() {
     let (receiver, grafana_addr) = Receiver::start().await;
     let target = demo_target().await;
     let dir = tempfile::tempdir().unwrap();
-    let strict = BTreeMap::from([(
+    let strict = perfsync::spec::model::Thresholds::from_iter([(
         "http_req_duration".to_string(),
         vec![ThresholdEntry::Expr("p(95)<0.001".into())],
     )]);

@@ -78,7 +78,7 @@ fn run(id: &str, p95: f64, offset: i64) -> perfsync::results::RunSummary {
             summary: Some(summary),
         }],
     };
-    let th = BTreeMap::from([(
+    let th = perfsync::spec::model::Thresholds::from_iter([(
         "http_req_duration".to_string(),
         vec![perfsync::spec::model::ThresholdEntry::Expr(
             "p(95)<500".into(),

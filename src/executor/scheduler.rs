@@ -231,7 +231,7 @@ impl Scheduler {
         };
         let f = Finish {
             report: &report,
-            thresholds: &BTreeMap::new(),
+            thresholds: &crate::spec::model::Thresholds::new(),
             baseline: None,
             prometheus: None,
             tolerance: &self.policy.regression_tolerance,

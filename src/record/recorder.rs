@@ -43,7 +43,7 @@ pub struct Recorder {
 /// Inputs of [`Recorder::finish`].
 pub struct Finish<'a> {
     pub report: &'a crate::results::RunReport,
-    pub thresholds: &'a std::collections::BTreeMap<String, Vec<crate::spec::model::ThresholdEntry>>,
+    pub thresholds: &'a crate::spec::model::Thresholds,
     /// A run id named by the spec as the baseline.
     pub baseline: Option<&'a str>,
     pub prometheus: Option<&'a crate::results::prometheus::Prometheus>,

@@ -7,13 +7,12 @@ use super::merge::merge;
 use super::report::RunReport;
 use super::summary::{MetricSummary, RunInfo, RunSummary, RunnerResult, KIND_SUMMARY};
 use crate::config::RegressionTolerance;
-use crate::spec::model::ThresholdEntry;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The merged metrics of a report (before any Prometheus enrichment).
 pub fn merged_metrics(
     report: &RunReport,
-    thresholds: &BTreeMap<String, Vec<ThresholdEntry>>,
+    thresholds: &crate::spec::model::Thresholds,
 ) -> BTreeMap<String, MetricSummary> {
     let summaries: Vec<&serde_json::Value> = report
         .runners
@@ -40,7 +39,7 @@ pub fn merged_metrics(
 
 pub struct Inputs<'a> {
     pub report: &'a RunReport,
-    pub thresholds: &'a BTreeMap<String, Vec<ThresholdEntry>>,
+    pub thresholds: &'a crate::spec::model::Thresholds,
     pub metrics: BTreeMap<String, MetricSummary>,
     pub notes: Vec<String>,
     pub baseline: Option<&'a RunSummary>,

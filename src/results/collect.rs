@@ -6,12 +6,11 @@ use super::build::merged_metrics;
 use super::prometheus::{enrich, Prometheus};
 use super::report::RunReport;
 use super::summary::MetricSummary;
-use crate::spec::model::ThresholdEntry;
 use std::collections::BTreeMap;
 
 pub async fn collect(
     report: &RunReport,
-    thresholds: &BTreeMap<String, Vec<ThresholdEntry>>,
+    thresholds: &crate::spec::model::Thresholds,
     prometheus: Option<&Prometheus>,
 ) -> (BTreeMap<String, MetricSummary>, Vec<String>) {
     let mut metrics = merged_metrics(report, thresholds);

@@ -3,7 +3,6 @@
 
 use super::report::{Ending, RunnerReport};
 use super::summary::{EndState, MetricSummary, ThresholdResult};
-use crate::spec::model::ThresholdEntry;
 use crate::spec::threshold::{parse_expr, parse_metric_key, Aggregate, MetricKey};
 use std::collections::BTreeMap;
 
@@ -40,7 +39,7 @@ pub fn find_metric<'a>(
 }
 
 pub fn judge(
-    thresholds: &BTreeMap<String, Vec<ThresholdEntry>>,
+    thresholds: &crate::spec::model::Thresholds,
     metrics: &BTreeMap<String, MetricSummary>,
 ) -> Vec<ThresholdResult> {
     let mut out = Vec::new();
@@ -136,7 +135,7 @@ pub fn end_state(
     ending: &Ending,
     runners: &[RunnerReport],
     results: &[ThresholdResult],
-    spec_thresholds: &BTreeMap<String, Vec<ThresholdEntry>>,
+    spec_thresholds: &crate::spec::model::Thresholds,
 ) -> (EndState, Option<String>) {
     match ending {
         Ending::Timeout => {
@@ -235,6 +234,7 @@ pub fn describe_exit(code: i32) -> String {
 mod tests {
     use super::*;
     use crate::results::summary::MetricType;
+    use crate::spec::model::ThresholdEntry;
 
     fn metrics() -> BTreeMap<String, MetricSummary> {
         let m = |kind, vals: &[(&str, f64)]| MetricSummary {
@@ -281,14 +281,14 @@ mod tests {
         ])
     }
 
-    fn th(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<ThresholdEntry>> {
+    fn th(pairs: &[(&str, &str)]) -> crate::spec::model::Thresholds {
         let mut out: BTreeMap<String, Vec<ThresholdEntry>> = BTreeMap::new();
         for (m, e) in pairs {
             out.entry(m.to_string())
                 .or_default()
                 .push(ThresholdEntry::Expr(e.to_string()));
         }
-        out
+        out.into()
     }
 
     #[test]
@@ -362,7 +362,7 @@ mod tests {
 
     #[test]
     fn end_states_combine_endings_exit_codes_and_thresholds() {
-        let none = BTreeMap::new();
+        let none = crate::spec::model::Thresholds::new();
         let ok = runner(1, Some(0), None);
         assert_eq!(
             end_state(&Ending::Finished, &[ok.clone()], &[], &none).0,

@@ -692,7 +692,7 @@ fn resolve_test(
                     }
                     bundle.entry = format!("{prefix}{}", tpl.files.entry);
                     if let Some(t) = test.spec.template.as_mut() {
-                        t.params = values;
+                        t.params = values.into();
                     }
                     template_name = Some(name);
                     template_revision = Some(super::revision::template_revision(
@@ -718,6 +718,9 @@ fn resolve_test(
         return None;
     }
     let revision = revision(&test, &bundle);
+    // Where bundle files came from matters only to the findings above; the index keeps every
+    // valid test, so it does not keep this.
+    bundle.origin = BTreeMap::new();
     Some(ResolvedTest {
         test,
         dir: dir.to_string(),

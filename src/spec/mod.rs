@@ -13,6 +13,7 @@ pub mod parse;
 pub mod render;
 pub mod revision;
 pub mod schema;
+pub mod small_map;
 pub mod script_scan;
 pub mod template;
 pub mod threshold;

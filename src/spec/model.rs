@@ -4,7 +4,11 @@
 use super::duration::KDuration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use super::small_map::SmallMap;
 use std::collections::BTreeMap;
+
+/// Threshold expressions per metric (sub-metric selectors included), as a spec writes them.
+pub type Thresholds = SmallMap<String, Vec<ThresholdEntry>>;
 
 pub const API_VERSION: &str = "perfsync.dev/v1alpha1";
 pub const KIND_TEST: &str = "PerfTest";
@@ -33,10 +37,10 @@ pub struct Metadata {
     )]
     pub name: String,
     /// Copied to every object perfsync creates for this test.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub labels: SmallMap<String, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub annotations: SmallMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -61,16 +65,16 @@ pub struct PerfTestSpec {
     #[schemars(range(min = 1))]
     pub parallelism: Option<u32>,
     /// k6 threshold expressions per metric, judged by perfsync over the whole run.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub thresholds: BTreeMap<String, Vec<ThresholdEntry>>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub thresholds: Thresholds,
     /// Plain environment values. Secrets belong in `secretEnv`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub env: SmallMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<SecretEnv>,
     /// k6 tags added to every metric.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tags: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub tags: SmallMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerSettings>,
     #[serde(default)]
@@ -90,8 +94,8 @@ pub struct PerfTestSpec {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TemplateRef {
     pub name: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
+    pub params: SmallMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

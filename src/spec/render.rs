@@ -28,7 +28,7 @@ pub const TREND_STATS: &str = "avg,min,med,max,p(90),p(95),p(99),count";
 /// the entry imports the user's script.
 pub fn entry_script(
     module: &str,
-    thresholds: &BTreeMap<String, Vec<super::model::ThresholdEntry>>,
+    thresholds: &super::model::Thresholds,
 ) -> String {
     let m = serde_json::to_string(module).unwrap_or_else(|_| "\"./script.js\"".into());
     let t = serde_json::to_string(thresholds).unwrap_or_else(|_| "{}".into());
@@ -141,7 +141,7 @@ pub fn bundle_keys(rt: &ResolvedTest) -> Vec<(String, String)> {
 }
 
 pub fn labels(rt: &ResolvedTest) -> BTreeMap<String, String> {
-    let mut l = rt.test.metadata.labels.clone();
+    let mut l = BTreeMap::from(&rt.test.metadata.labels);
     l.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
     l.insert(LABEL_TEST.into(), rt.test.metadata.name.clone());
     l.insert(LABEL_REVISION.into(), short(&rt.revision).into());
