@@ -57,5 +57,11 @@ fn main() {
     drop(tree);
     let without_tree = LIVE.load(Ordering::Relaxed);
     println!("{TESTS} tests: index and catalog once the tree is dropped {:.1} MiB", mib(without_tree - base));
+    println!(
+        "sizes: ResolvedTest {} B, PerfTest {} B, TestEntry {} B",
+        std::mem::size_of::<perfsync::spec::catalog::ResolvedTest>(),
+        std::mem::size_of::<perfsync::spec::model::PerfTest>(),
+        std::mem::size_of::<perfsync::spec::catalog::TestEntry>()
+    );
     std::hint::black_box((index, catalog));
 }

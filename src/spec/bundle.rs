@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub struct Bundle {
     /// Path of the script k6 runs, inside the bundle.
     pub entry: String,
-    pub files: BTreeMap<String, Arc<[u8]>>,
+    pub files: super::small_map::SmallMap<String, Arc<[u8]>>,
     /// Where each bundle file came from in the repository, for error messages.
     pub origin: BTreeMap<String, String>,
 }
