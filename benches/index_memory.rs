@@ -36,7 +36,9 @@ fn mib(b: isize) -> f64 {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     generate::write_repo(dir.path(), TESTS).unwrap();
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n").unwrap().policy;
+    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
+        .unwrap()
+        .policy;
     let base = LIVE.load(Ordering::Relaxed);
     let tree: Tree = perfsync::source::dir::load_dir(dir.path(), &["tests", "templates"]).unwrap();
     let after_tree = LIVE.load(Ordering::Relaxed);
@@ -51,12 +53,26 @@ fn main() {
     let after_index = LIVE.load(Ordering::Relaxed);
     let catalog = index.catalog();
     let after_catalog = LIVE.load(Ordering::Relaxed);
-    println!("{TESTS} tests: snapshot tree {:.1} MiB (of which file contents {:.1} MiB)", mib(after_tree - base), content as f64 / 1048576.0);
-    println!("{TESTS} tests: parsed index beyond the tree {:.1} MiB ({:.0} bytes per test)", mib(after_index - after_tree), (after_index - after_tree) as f64 / TESTS as f64);
-    println!("{TESTS} tests: one catalog {:.1} MiB", mib(after_catalog - after_index));
+    println!(
+        "{TESTS} tests: snapshot tree {:.1} MiB (of which file contents {:.1} MiB)",
+        mib(after_tree - base),
+        content as f64 / 1048576.0
+    );
+    println!(
+        "{TESTS} tests: parsed index beyond the tree {:.1} MiB ({:.0} bytes per test)",
+        mib(after_index - after_tree),
+        (after_index - after_tree) as f64 / TESTS as f64
+    );
+    println!(
+        "{TESTS} tests: one catalog {:.1} MiB",
+        mib(after_catalog - after_index)
+    );
     drop(tree);
     let without_tree = LIVE.load(Ordering::Relaxed);
-    println!("{TESTS} tests: index and catalog once the tree is dropped {:.1} MiB", mib(without_tree - base));
+    println!(
+        "{TESTS} tests: index and catalog once the tree is dropped {:.1} MiB",
+        mib(without_tree - base)
+    );
     println!(
         "sizes: ResolvedTest {} B, PerfTest {} B, TestEntry {} B",
         std::mem::size_of::<perfsync::spec::catalog::ResolvedTest>(),

@@ -197,7 +197,10 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
     std::fs::write(dir.path().join("script.js"), "import http from 'k6/http';\nexport default function () { http.get(`${__ENV.BASE}/slow/${Math.floor(Math.random() * 40)}`); }\n").unwrap();
     std::fs::write(
         dir.path().join("entry.js"),
-        perfsync::spec::render::entry_script("./script.js", &perfsync::spec::model::Thresholds::new()),
+        perfsync::spec::render::entry_script(
+            "./script.js",
+            &perfsync::spec::model::Thresholds::new(),
+        ),
     )
     .unwrap();
     let base = format!("http://{target}");
@@ -229,7 +232,8 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
     let k6_p95 = values(&own, "http_req_duration", "p(95)");
     let r = report("prom-1", vec![runner(1, out)], start);
     let client = Prometheus::new(&prom.url);
-    let (metrics, notes) = collect(&r, &perfsync::spec::model::Thresholds::new(), Some(&client)).await;
+    let (metrics, notes) =
+        collect(&r, &perfsync::spec::model::Thresholds::new(), Some(&client)).await;
     assert!(notes.is_empty(), "{notes:?}");
     let m = &metrics["http_req_duration"];
     assert_eq!(m.sources.get("p(95)"), Some(&Source::Prometheus), "{m:?}");
@@ -262,7 +266,12 @@ async fn prometheus_down_still_records_a_summary_marked_approximate() {
         },
     ];
     let r = report("down-1", runners, Utc::now());
-    let (metrics, notes) = collect(&r, &perfsync::spec::model::Thresholds::new(), Some(&Prometheus::new(&dead))).await;
+    let (metrics, notes) = collect(
+        &r,
+        &perfsync::spec::model::Thresholds::new(),
+        Some(&Prometheus::new(&dead)),
+    )
+    .await;
     assert!(notes.iter().any(|n| n.contains("estimates")), "{notes:?}");
     assert!(metrics["http_req_duration"]
         .approximate

@@ -265,7 +265,10 @@ fn symlinks_inside_the_bundle_are_followed() {
     let cat = check(&t, false);
     assert!(cat.diagnostics.is_empty(), "{:#?}", cat.diagnostics);
     let rt = cat.tests[0].resolved.as_ref().unwrap();
-    assert_eq!(&**rt.bundle.files.get("script.js").unwrap(), SCRIPT.as_bytes());
+    assert_eq!(
+        &**rt.bundle.files.get("script.js").unwrap(),
+        SCRIPT.as_bytes()
+    );
 }
 
 #[test]
@@ -432,7 +435,8 @@ fn templates_render_with_defaults_and_escapes() {
     let cat = check(&t, true);
     assert!(cat.diagnostics.is_empty(), "{:#?}", cat.diagnostics);
     let rt = cat.tests[0].resolved.as_ref().unwrap();
-    let script = String::from_utf8(rt.bundle.files.get(&rt.bundle.entry).unwrap().to_vec()).unwrap();
+    let script =
+        String::from_utf8(rt.bundle.files.get(&rt.bundle.entry).unwrap().to_vec()).unwrap();
     assert!(script.contains("vus: 10"));
     assert!(script.contains("'https://api.staging.example.com/x'"));
     assert!(script.contains("`${__VU}`"));

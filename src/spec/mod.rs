@@ -13,8 +13,8 @@ pub mod parse;
 pub mod render;
 pub mod revision;
 pub mod schema;
-pub mod small_map;
 pub mod script_scan;
+pub mod small_map;
 pub mod template;
 pub mod threshold;
 

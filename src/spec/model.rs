@@ -2,9 +2,9 @@
 //! Every struct rejects unknown fields so a typo is an error, never a silent default.
 
 use super::duration::KDuration;
+use super::small_map::SmallMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use super::small_map::SmallMap;
 use std::collections::BTreeMap;
 
 /// Threshold expressions per metric (sub-metric selectors included), as a spec writes them.

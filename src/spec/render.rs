@@ -26,10 +26,7 @@ pub const TREND_STATS: &str = "avg,min,med,max,p(90),p(95),p(99),count";
 /// its outputs. The spec's thresholds join the script's own so that k6 computes the
 /// sub-metrics they name; perfsync judges them again over the merged run. `module` is how
 /// the entry imports the user's script.
-pub fn entry_script(
-    module: &str,
-    thresholds: &super::model::Thresholds,
-) -> String {
+pub fn entry_script(module: &str, thresholds: &super::model::Thresholds) -> String {
     let m = serde_json::to_string(module).unwrap_or_else(|_| "\"./script.js\"".into());
     let t = serde_json::to_string(thresholds).unwrap_or_else(|_| "{}".into());
     format!(

@@ -138,7 +138,9 @@ impl<K: Ord + Clone, V: Clone> From<&SmallMap<K, V>> for BTreeMap<K, V> {
 
 impl<K: std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for SmallMap<K, V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.0.iter().map(|(k, v)| (k, v))).finish()
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, v)))
+            .finish()
     }
 }
 
@@ -182,9 +184,18 @@ mod tests {
         assert_eq!(m.keys().cloned().collect::<Vec<_>>(), vec!["a", "b"]);
         assert_eq!(m.get("b"), Some(&3));
         assert!(m.contains_key("a") && !m.contains_key("c"));
-        assert_eq!(serde_json::to_string(&m).unwrap_or_default(), r#"{"a":1,"b":3}"#);
-        let back: SmallMap<String, u32> = serde_json::from_str(r#"{"z":9,"a":1}"#).unwrap_or_default();
-        assert_eq!(back.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(), vec![("a", 1), ("z", 9)]);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap_or_default(),
+            r#"{"a":1,"b":3}"#
+        );
+        let back: SmallMap<String, u32> =
+            serde_json::from_str(r#"{"z":9,"a":1}"#).unwrap_or_default();
+        assert_eq!(
+            back.iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+            vec![("a", 1), ("z", 9)]
+        );
         let dup: SmallMap<&str, u32> = [("x", 1), ("x", 2)].into_iter().collect();
         assert_eq!(dup.get("x"), Some(&2));
         assert_eq!(m.remove("a"), Some(1));
