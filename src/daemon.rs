@@ -83,12 +83,12 @@ pub async fn scheduler(
                 env: extra_env,
                 runner: e.runner.clone().unwrap_or_default(),
             };
-            Executor::Kubernetes(KubeExecutor::new(
+            Executor::Kubernetes(Box::new(KubeExecutor::new(
                 client,
                 Path::new(&config.state_dir).join("kubernetes"),
                 defaults,
                 e.stall_timeout.as_duration(),
-            ))
+            )))
         }
     };
     let prometheus = config.prometheus.as_ref().map(|p| Prometheus::new(&p.url));

@@ -34,7 +34,7 @@ pub enum ExecutorError {
 /// adoption, log tails and recording work the same way.
 pub enum Executor {
     Local(local::LocalExecutor),
-    Kubernetes(kubernetes::KubeExecutor),
+    Kubernetes(Box<kubernetes::KubeExecutor>),
 }
 
 impl Executor {

@@ -137,7 +137,7 @@ impl RunDir {
             .filter_map(|e| RunDir::load(&e.path()))
             .filter(|d| !d.is_recorded())
             .collect();
-        out.sort_by(|a, b| a.meta.start.cmp(&b.meta.start));
+        out.sort_by_key(|d| d.meta.start);
         out
     }
 

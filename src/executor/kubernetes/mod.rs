@@ -204,7 +204,7 @@ impl KubeExecutor {
             }
             Err(e) => warn!(error = %e, "cannot list TestRuns to adopt; folders only"),
         }
-        out.sort_by(|a, b| a.meta.start.cmp(&b.meta.start));
+        out.sort_by_key(|d| d.meta.start);
         out
     }
 
@@ -289,8 +289,7 @@ impl KubeExecutor {
                     self.stop(&name, &runners, &mut logs).await;
                     break Ending::Error(why);
                 }
-                if stage.as_deref() == Some("finished") && runners.keys().all(|i| ended_with_log(i))
-                {
+                if stage.as_deref() == Some("finished") && runners.keys().all(ended_with_log) {
                     break Ending::Finished; // runners without a pod are lost
                 }
                 if tr.is_none() && seen {
