@@ -760,3 +760,87 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     drop((a, b));
     g.db.drop_schema().await;
 }
+
+/// The loop on the kubernetes executor with the daemon killed (SIGKILL) at random moments,
+/// twenty times: every run ends recorded exactly once, and no TestRun is ever run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_twenty_times_on_the_kubernetes_executor() {
+    if !k6_available() {
+        return;
+    }
+    let (g, r) = with_replica("3s", Faults::default()).await;
+    let Replica { daemon, cfg, port } = r;
+    drop(daemon);
+    // One process at a time here: no lease to wait out after each kill.
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "leaderElection: {leaseDuration: 3s}",
+        "leaderElection: {enabled: false}",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let t = g.target;
+    for round in 0..20u64 {
+        let threshold = format!("p(95)<{}", 2000 + round);
+        g.push(
+            &files(
+                &Spec {
+                    duration: "1s",
+                    threshold: &threshold,
+                    ..Spec::new("chaos")
+                },
+                t,
+                SCRIPT,
+            ),
+            &format!("round {round}"),
+        );
+        let d = g.start(&cfg, port);
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3000))).await;
+        drop(d); // SIGKILL
+    }
+    let _d = g.start(&cfg, port);
+    wait_for("every run to end", 180, || async {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM test_runs WHERE status IN ('queued', 'running')",
+        )
+        .fetch_one(&g.pool)
+        .await
+        .ok()?;
+        let runs: i64 = sqlx::query_scalar("SELECT count(*) FROM test_runs")
+            .fetch_one(&g.pool)
+            .await
+            .ok()?;
+        (open == 0 && runs > 0 && g.objects("k6.io", "testruns", "").is_empty()).then_some(())
+    })
+    .await;
+    let runs: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, status FROM test_runs ORDER BY created_at")
+            .fetch_all(&g.pool)
+            .await
+            .unwrap();
+    let results: Vec<(String,)> = sqlx::query_as("SELECT run_id FROM test_results")
+        .fetch_all(&g.pool)
+        .await
+        .unwrap();
+    let expected: Vec<&String> = runs
+        .iter()
+        .filter(|(_, s)| s != "superseded")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        results.len(),
+        expected.len(),
+        "one result per run: {runs:?}"
+    );
+    for id in expected {
+        assert!(
+            results.iter().any(|(r,)| r == id),
+            "{id} has no result: {runs:?}"
+        );
+    }
+    let taken = g.op.testruns.lock().unwrap().clone();
+    assert!(
+        taken.values().all(|n| *n == 1),
+        "a TestRun ran twice: {taken:?}"
+    );
+    assert!(!taken.is_empty());
+    g.db.drop_schema().await;
+}

@@ -24,6 +24,8 @@ pub struct Operator {
     pub processes: Arc<Mutex<BTreeMap<String, i32>>>,
     /// How many runner processes were ever started.
     pub started: Arc<Mutex<u32>>,
+    /// How many times a TestRun of each name was taken up (a duplicate run shows as 2).
+    pub testruns: Arc<Mutex<BTreeMap<String, u32>>>,
 }
 
 impl Drop for Operator {
@@ -85,7 +87,13 @@ impl Operator {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let processes: Arc<Mutex<BTreeMap<String, i32>>> = Arc::new(Mutex::new(BTreeMap::new()));
         let started = Arc::new(Mutex::new(0));
-        let (procs, st, count) = (processes.clone(), store.clone(), started.clone());
+        let taken_up: Arc<Mutex<BTreeMap<String, u32>>> = Arc::new(Mutex::new(BTreeMap::new()));
+        let (procs, st, count, taken) = (
+            processes.clone(),
+            store.clone(),
+            started.clone(),
+            taken_up.clone(),
+        );
         let mut events = store.events.subscribe();
         tokio::spawn(async move {
             let mut handled: BTreeSet<String> = BTreeSet::new();
@@ -116,6 +124,10 @@ impl Operator {
                     if tr.pointer("/status/stage").is_some() || !handled.insert(uid) {
                         continue;
                     }
+                    if let (Some(name), Ok(mut t)) = (tr["metadata"]["name"].as_str(), taken.lock())
+                    {
+                        *t.entry(name.to_string()).or_default() += 1;
+                    }
                     let (st, procs, work, count) =
                         (st.clone(), procs.clone(), work.clone(), count.clone());
                     tokio::spawn(async move { run_testrun(st, tr, procs, work, count).await });
@@ -126,6 +138,7 @@ impl Operator {
             stop,
             processes,
             started,
+            testruns: taken_up,
         }
     }
 }
