@@ -363,7 +363,10 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
                     _ = stop.changed() => return "scheduler",
                 }
                 tokio::select! {
-                    _ = sched.run(s) => "scheduler",
+                    _ = sched.run(s) => {
+                        lease.release().await;
+                        "scheduler"
+                    }
                     _ = lease.hold() => "leader-lease",
                 }
             }

@@ -757,7 +757,26 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
         !by_resource.contains_key("secrets"),
         "perfsync never reads Secrets"
     );
-    drop((a, b));
+    // A leader stopped cleanly (SIGTERM) gives the lease up rather than let it expire.
+    let leases = Coll::new("coordination.k8s.io", "leases");
+    let holder = g.api.store.get(&leases, NS, "perfsync-leader").unwrap()["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let (mut leader, other) = if holder.ends_with(&format!("-{}", a.child.id())) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    unsafe { libc::kill(leader.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(leader.child.wait().unwrap().code(), Some(0));
+    let now = g.api.store.get(&leases, NS, "perfsync-leader").unwrap();
+    assert_ne!(
+        now["spec"]["holderIdentity"].as_str(),
+        Some(holder.as_str()),
+        "{now}"
+    );
+    drop(other);
     g.db.drop_schema().await;
 }
 

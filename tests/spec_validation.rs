@@ -610,3 +610,21 @@ fn hostile_yaml_fails_fast_with_a_clear_error() {
         cat.diagnostics
     );
 }
+
+#[test]
+fn a_tag_that_would_split_the_testrun_arguments_is_refused_at_its_line() {
+    let t = tree(&[
+        (
+            "tests/a/perftest.yaml",
+            &spec("a", "  tags:\n    team: qa\n    service: orders api\n"),
+        ),
+        ("tests/a/script.js", SCRIPT),
+    ]);
+    let cat = check(&t, false);
+    let d = only(&cat, Code::Schema);
+    assert_at(d, "tests/a/perftest.yaml", 11);
+    assert!(
+        d.message.contains("service") && d.message.contains("whitespace"),
+        "{d}"
+    );
+}

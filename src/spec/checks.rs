@@ -82,6 +82,20 @@ pub fn check_spec(
             }
         }
     }
+    // Tags travel as `--tag key=value` in the TestRun's `arguments` string, which the
+    // k6-operator splits on whitespace.
+    for (key, value) in &s.tags {
+        if key.is_empty()
+            || key.contains(['=', ' ', '\t', '\n'])
+            || value.contains(char::is_whitespace)
+        {
+            out.push(src.diag(
+                &[Key("spec"), Key("tags"), Key(key)],
+                Code::Schema,
+                format!("tag `{key}: {value}`: keys need at least one character and no `=` or whitespace, values no whitespace (k6 gets them as `--tag key=value` arguments); use `-` or `_` instead"),
+            ));
+        }
+    }
     for (name, value) in &s.env {
         let path = [Key("spec"), Key("env"), Key(name)];
         if looks_secret(name) && !value.is_empty() {
