@@ -678,8 +678,19 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
         t,
         SCRIPT,
     ));
+    change.extend(files(
+        &Spec {
+            duration: "60s",
+            ..Spec::new("slowpoke")
+        },
+        t,
+        SCRIPT,
+    ));
     change.extend(removed("goner"));
-    let head = g.push(&change, "stuck runner, new smoke, goner removed");
+    let head = g.push(
+        &change,
+        "stuck runner, new smoke, a slow one, goner removed",
+    );
     for d in [&a, &b] {
         github_push(d.addr, SECRET, &head).await;
     }
@@ -692,6 +703,48 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
             .contains("ImagePullBackOff"),
         "{reason:?}"
     );
+    // An abort through the replica that does not lead reaches the run through the cluster.
+    let running: String = wait_for("the slow run to run", 60, || async {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM test_runs WHERE test = 'slowpoke' AND status = 'running'",
+        )
+        .fetch_optional(&g.pool)
+        .await
+        .ok()
+        .flatten();
+        id.filter(|_| g.runner_pods_running("slowpoke-") == 1)
+    })
+    .await;
+    let holder = g
+        .api
+        .store
+        .get(
+            &Coll::new("coordination.k8s.io", "leases"),
+            NS,
+            "perfsync-leader",
+        )
+        .unwrap()["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let follower = if holder.ends_with(&format!("-{}", a.child.id())) {
+        &b
+    } else {
+        &a
+    };
+    let auth = format!("Bearer {TOKEN}");
+    let (status, body) = http(
+        follower.addr,
+        "POST",
+        &format!("/api/v1/runs/{running}/abort"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, verdict, reason) = g.result("slowpoke", 60).await;
+    assert_eq!(verdict, "aborted");
+    assert!(reason.unwrap_or_default().contains("aborted by"));
     wait_for("the second smoke run", 60, || async {
         (g.results("smoke").await.len() == 2).then_some(())
     })
@@ -711,7 +764,7 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
             .store
             .get(&Coll::new("perfsync.dev", "perftests"), NS, "goner")
             .is_none()
-            && names.len() == 2
+            && names.len() == 3
             && !names.contains(&"goner".to_string()))
         .then_some(())
     })

@@ -77,6 +77,14 @@ impl Executor {
         }
     }
 
+    /// Asks whichever process follows a run to stop it; false when this executor cannot.
+    pub async fn request_abort(&self, run_id: &str, why: &str) -> bool {
+        match self {
+            Executor::Local(_) => false,
+            Executor::Kubernetes(k) => k.request_abort(run_id, why).await,
+        }
+    }
+
     /// A run started (the PerfTest mirror shows it running).
     pub async fn started(&self, dir: &RunDir) {
         if let Executor::Kubernetes(k) = self {

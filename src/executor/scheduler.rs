@@ -197,6 +197,16 @@ impl Scheduler {
                     .await;
                     AbortOutcome::AbortedQueued
                 }
+                // Followed by another replica (the leader): ask through the cluster.
+                Some(row)
+                    if row.status == "running"
+                        && self
+                            .executor
+                            .request_abort(&row.id, &format!("aborted by {actor}"))
+                            .await =>
+                {
+                    AbortOutcome::Stopping
+                }
                 Some(row) => AbortOutcome::NotActive(row.status),
             },
         };

@@ -36,6 +36,9 @@ use tracing::{info, warn};
 
 pub const FIELD_MANAGER: &str = "perfsync";
 pub const META_ANNOTATION: &str = "perfsync.dev/meta";
+/// Set on a TestRun to have the replica following it stop it (an abort through another
+/// replica's API).
+pub const ABORT_ANNOTATION: &str = "perfsync.dev/abort";
 const ATTEMPTS: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +287,10 @@ impl KubeExecutor {
                 if (1..=n).all(|i| ended_with_log(&i)) {
                     break Ending::Finished;
                 }
+                if let Some(why) = tr.and_then(|t| t.annotations().get(ABORT_ANNOTATION).cloned()) {
+                    self.stop(&name, &runners, &mut logs).await;
+                    break Ending::Aborted(why);
+                }
                 if stage.as_deref() == Some("error") {
                     let why = tr.map(follow::stage_error).unwrap_or_default();
                     self.stop(&name, &runners, &mut logs).await;
@@ -381,6 +388,25 @@ impl KubeExecutor {
         dir.mark_recorded();
         self.mirror.run_ended(&dir.meta.test, summary).await;
         self.prune().await;
+    }
+
+    /// Marks the run's TestRun for stopping; the replica following it sees the mark.
+    pub async fn request_abort(&self, run_id: &str, why: &str) -> bool {
+        let api = self.testruns();
+        let patch = serde_json::json!({"metadata": {"annotations": {ABORT_ANNOTATION: why}}});
+        let pp = PatchParams::default();
+        let p = Patch::Merge(&patch);
+        match api::retry("mark TestRun aborted", ATTEMPTS, || {
+            api.patch(run_id, &pp, &p)
+        })
+        .await
+        {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(run = %run_id, error = %e, "cannot ask for the run to stop");
+                false
+            }
+        }
     }
 
     pub async fn started(&self, dir: &RunDir) {
