@@ -65,7 +65,7 @@ impl Ground {
         std::fs::write(
             &cfg,
             format!(
-                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 3s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 6s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
                 self.url,
                 dir.join("state").display(),
                 self.kubeconfig.display()
@@ -178,7 +178,7 @@ async fn with_replica(lease: &str, faults: Faults) -> (Ground, Replica) {
     let cfg = g.config("a", port, "");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("leaseDuration: 3s", &format!("leaseDuration: {lease}"));
+        .replace("leaseDuration: 6s", &format!("leaseDuration: {lease}"));
     std::fs::write(&cfg, text).unwrap();
     let daemon = g.start(&cfg, port);
     g.baseline().await;
@@ -236,7 +236,7 @@ async fn every_outcome_through_the_operator() {
     if !k6_available() {
         return;
     }
-    let (g, r) = with_replica("3s", Faults::default()).await;
+    let (g, r) = with_replica("6s", Faults::default()).await;
     let daemon = &r.daemon;
     let t = g.target;
     let mut all = Vec::new();
@@ -425,7 +425,7 @@ async fn a_new_revision_waits_and_a_deleted_test_is_stopped_and_cleaned_up() {
     if !k6_available() {
         return;
     }
-    let (g, r) = with_replica("3s", Faults::default()).await;
+    let (g, r) = with_replica("6s", Faults::default()).await;
     let daemon = &r.daemon;
     let t = g.target;
     let mut all = files(
@@ -496,7 +496,7 @@ async fn a_killed_daemon_adopts_its_runs_on_restart_and_never_runs_them_twice() 
     if !k6_available() {
         return;
     }
-    let (g, r) = with_replica("3s", Faults::default()).await;
+    let (g, r) = with_replica("6s", Faults::default()).await;
     let Replica {
         mut daemon,
         cfg,
@@ -840,12 +840,12 @@ async fn sigkill_at_random_moments_twenty_times_on_the_kubernetes_executor() {
     if !k6_available() {
         return;
     }
-    let (g, r) = with_replica("3s", Faults::default()).await;
+    let (g, r) = with_replica("6s", Faults::default()).await;
     let Replica { daemon, cfg, port } = r;
     drop(daemon);
     // One process at a time here: no lease to wait out after each kill.
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
-        "leaderElection: {leaseDuration: 3s}",
+        "leaderElection: {leaseDuration: 6s}",
         "leaderElection: {enabled: false}",
     );
     std::fs::write(&cfg, text).unwrap();
