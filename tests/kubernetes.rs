@@ -84,6 +84,31 @@ impl Ground {
         )
     }
 
+    /// Pushes one test per `(name, duration)`, sends the webhook, and waits until each has its
+    /// runner running.
+    async fn start_running(&self, daemon: &Daemon, tests: &[(&str, &str)]) {
+        let mut all = Vec::new();
+        for (name, duration) in tests {
+            all.extend(files(
+                &Spec {
+                    duration,
+                    ..Spec::new(name)
+                },
+                self.target,
+                SCRIPT,
+            ));
+        }
+        let head = self.push(&all, "tests to run");
+        github_push(daemon.addr, SECRET, &head).await;
+        wait_for("every run to be running", 60, || async {
+            tests
+                .iter()
+                .all(|(name, _)| self.runner_pods_running(&format!("{name}-")) == 1)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The replicas' logs, for a failing assertion to show.
     fn logs(&self) -> String {
         ["a", "b"]
@@ -428,29 +453,8 @@ async fn a_new_revision_waits_and_a_deleted_test_is_stopped_and_cleaned_up() {
     let (g, r) = with_replica("6s", Faults::default()).await;
     let daemon = &r.daemon;
     let t = g.target;
-    let mut all = files(
-        &Spec {
-            duration: "6s",
-            ..Spec::new("evolving")
-        },
-        t,
-        SCRIPT,
-    );
-    all.extend(files(
-        &Spec {
-            duration: "60s",
-            ..Spec::new("doomed")
-        },
-        t,
-        SCRIPT,
-    ));
-    let head = g.push(&all, "two tests");
-    github_push(daemon.addr, SECRET, &head).await;
-    wait_for("both runs to be running", 60, || async {
-        (g.runner_pods_running("evolving-") == 1 && g.runner_pods_running("doomed-") == 1)
-            .then_some(())
-    })
-    .await;
+    g.start_running(daemon, &[("evolving", "6s"), ("doomed", "60s")])
+        .await;
     let mut change = files(
         &Spec {
             duration: "2s",
@@ -502,29 +506,8 @@ async fn a_killed_daemon_adopts_its_runs_on_restart_and_never_runs_them_twice() 
         cfg,
         port,
     } = r;
-    let t = g.target;
-    let mut all = files(
-        &Spec {
-            duration: "8s",
-            ..Spec::new("kept")
-        },
-        t,
-        SCRIPT,
-    );
-    all.extend(files(
-        &Spec {
-            duration: "8s",
-            ..Spec::new("wiped")
-        },
-        t,
-        SCRIPT,
-    ));
-    let head = g.push(&all, "two tests");
-    github_push(daemon.addr, SECRET, &head).await;
-    wait_for("both runs to be running", 60, || async {
-        (g.runner_pods_running("kept-") == 1 && g.runner_pods_running("wiped-") == 1).then_some(())
-    })
-    .await;
+    g.start_running(&daemon, &[("kept", "8s"), ("wiped", "8s")])
+        .await;
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
     // One run's folder is lost with the daemon (an emptyDir state directory): it is found

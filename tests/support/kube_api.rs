@@ -129,6 +129,11 @@ fn api_version(coll: &Coll) -> String {
     }
 }
 
+fn not_found(coll: &Coll, name: &str) -> (u16, Value) {
+    let msg = format!("{} \"{name}\" not found", coll.resource);
+    (404, status(404, "NotFound", &msg))
+}
+
 pub fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
@@ -362,8 +367,7 @@ impl Store {
             name: name.into(),
         };
         let Some(old) = inner.objects.get(&key).cloned() else {
-            let msg = format!("{} \"{name}\" not found", coll.resource);
-            return Err((404, status(404, "NotFound", &msg)));
+            return Err(not_found(coll, name));
         };
         let current = old["metadata"]["resourceVersion"]
             .as_str()
@@ -437,8 +441,7 @@ impl Store {
             name: name.into(),
         };
         let Some(obj) = inner.objects.remove(&key) else {
-            let msg = format!("{} \"{name}\" not found", coll.resource);
-            return Err((404, status(404, "NotFound", &msg)));
+            return Err(not_found(coll, name));
         };
         inner.rv += 1;
         self.record(&mut inner, "DELETED", &key, obj.clone());
@@ -475,8 +478,7 @@ impl Store {
         status_only: bool,
     ) -> Result<Value, (u16, Value)> {
         let Some(mut obj) = self.get(coll, ns, name) else {
-            let msg = format!("{} \"{name}\" not found", coll.resource);
-            return Err((404, status(404, "NotFound", &msg)));
+            return Err(not_found(coll, name));
         };
         merge_patch(&mut obj, patch);
         if let Some(m) = obj["metadata"].as_object_mut() {
@@ -511,8 +513,7 @@ impl Store {
         leaves(&cfg, "", &mut applied);
         let Some(mut obj) = self.get(coll, ns, name) else {
             if status_only {
-                let msg = format!("{} \"{name}\" not found", coll.resource);
-                return Err((404, status(404, "NotFound", &msg)));
+                return Err(not_found(coll, name));
             }
             let mut obj = body.clone();
             obj["metadata"]["name"] = json!(name);

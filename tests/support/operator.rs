@@ -223,6 +223,21 @@ fn env_of(store: &Store, ns: &str, runner: &Value) -> Result<Vec<(String, String
     Ok(out)
 }
 
+/// Sets a pod waiting in `Pending` for `reason`.
+fn pod_waiting(store: &Store, ns: &str, pod: &str, reason: &str, message: Option<&str>) {
+    let mut waiting = json!({"reason": reason});
+    if let Some(m) = message {
+        waiting["message"] = json!(m);
+    }
+    let _ = store.merge(
+        &pods(),
+        ns,
+        pod,
+        &pod_status("Pending", json!({"waiting": waiting})),
+        true,
+    );
+}
+
 fn pod_status(phase: &str, state: Value) -> Value {
     json!({"status": {"phase": phase, "containerStatuses": [{"name": "k6", "image": "k6", "imageID": "", "ready": phase == "Running", "restartCount": 0, "state": state}]}})
 }
@@ -329,23 +344,20 @@ async fn run_testrun(
         if store.create(&pods(), &ns, pod).is_err() {
             return;
         }
-        let _ = store.merge(
-            &pods(),
-            &ns,
-            &pod_name,
-            &pod_status(
-                "Pending",
-                json!({"waiting": {"reason": "ContainerCreating"}}),
-            ),
-            true,
-        );
+        pod_waiting(&store, &ns, &pod_name, "ContainerCreating", None);
         pod_names.push((i, pod_name));
     }
     set_stage(&store, &ns, &name, "created", None);
     tokio::time::sleep(step).await;
     if runner["image"].as_str() == Some(UNPULLABLE) {
         for (_, p) in &pod_names {
-            let _ = store.merge(&pods(), &ns, p, &pod_status("Pending", json!({"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}})), true);
+            pod_waiting(
+                &store,
+                &ns,
+                p,
+                "ImagePullBackOff",
+                Some("Back-off pulling image"),
+            );
         }
         return;
     }
@@ -353,7 +365,7 @@ async fn run_testrun(
         Ok(e) => e,
         Err(why) => {
             for (_, p) in &pod_names {
-                let _ = store.merge(&pods(), &ns, p, &pod_status("Pending", json!({"waiting": {"reason": "CreateContainerConfigError", "message": why}})), true);
+                pod_waiting(&store, &ns, p, "CreateContainerConfigError", Some(&why));
             }
             return;
         }
@@ -396,15 +408,12 @@ async fn run_testrun(
                 vol.pointer("/configMap/items").and_then(|v| v.as_array()),
                 &dir,
             ) {
-                let _ = store.merge(
-                    &pods(),
+                pod_waiting(
+                    &store,
                     &ns,
                     &pod_name,
-                    &pod_status(
-                        "Pending",
-                        json!({"waiting": {"reason": "CreateContainerConfigError", "message": e}}),
-                    ),
-                    true,
+                    "CreateContainerConfigError",
+                    Some(&e),
                 );
                 return;
             }
