@@ -123,7 +123,8 @@ impl Mirror {
             let Some(rt) = &entry.resolved else {
                 // An invalid spec never removes its test; its mirror says why it is not ready.
                 if st.applied.contains_key(name) {
-                    let mut s = st.status.get(name).cloned().unwrap_or_default();
+                    let before = st.status.get(name).cloned().unwrap_or_default();
+                    let mut s = before.clone();
                     set_condition(
                         &mut s.conditions,
                         "Ready",
@@ -131,8 +132,13 @@ impl Mirror {
                         "Invalid",
                         format!("{} does not validate; run `perfsync validate`", entry.file),
                     );
-                    self.patch_status(name, &s).await;
-                    st.status.insert(name.clone(), s);
+                    // Every sync sees the invalid spec again; the API hears of it once.
+                    if s != before {
+                        self.patch_status(name, &s).await;
+                        st.status.insert(name.clone(), s);
+                    }
+                    // Fixed back to the same revision, the mirror is applied (and Ready) again.
+                    st.applied.insert(name.clone(), String::new());
                 }
                 continue;
             };
