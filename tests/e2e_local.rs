@@ -13,6 +13,15 @@ use support::*;
 const SECRET: &str = "hook-secret-e2e";
 const TOKEN: &str = "api-token-e2e";
 
+fn start(cfg: &std::path::Path, db_url: &str, port: u16) -> Daemon {
+    start_daemon(
+        cfg,
+        db_url,
+        port,
+        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+    )
+}
+
 fn write_config(dir: &std::path::Path, repo: &str, port: u16) -> std::path::PathBuf {
     let cfg = dir.join("perfsync.yaml");
     std::fs::write(
@@ -55,21 +64,8 @@ async fn a_pushed_test_runs_and_its_verdict_lands_in_postgres_git_and_the_status
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(dir.path(), &url, port);
-    let mut daemon = start_daemon(
-        &cfg,
-        &db.url,
-        port,
-        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
-    );
-    wait_for("the baseline sync", 30, || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
-            .fetch_optional(&pool)
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-    })
-    .await;
+    let mut daemon = start(&cfg, &db.url, port);
+    wait_baseline(&pool).await;
 
     let files = smoke("smoke", target, "2s", "p(95)<2000");
     let head = remote.commit(
@@ -261,21 +257,8 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     let port = free_port();
     let cfg = write_config(dir.path(), &url, port);
     eprintln!("daemon log: {}", cfg.with_file_name("daemon.log").display());
-    let mut d = start_daemon(
-        &cfg,
-        &db.url,
-        port,
-        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
-    );
-    wait_for("the baseline sync", 30, || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
-            .fetch_optional(&pool)
-            .await
-            .ok()
-            .flatten()
-            .flatten()
-    })
-    .await;
+    let mut d = start(&cfg, &db.url, port);
+    wait_baseline(&pool).await;
     let _ = d.child.kill();
     let _ = d.child.wait();
     for round in 0..20u64 {
@@ -288,12 +271,7 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
             &format!("round {round}"),
         );
         let before = git(&remote.bare, &["rev-parse", "main"]);
-        let mut d = start_daemon(
-            &cfg,
-            &db.url,
-            port,
-            &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
-        );
+        let mut d = start(&cfg, &db.url, port);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..3000))).await;
         let _ = d.child.kill();
         let _ = d.child.wait();
@@ -318,12 +296,7 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
         );
     }
     // One last daemon, left to settle everything.
-    let mut d = start_daemon(
-        &cfg,
-        &db.url,
-        port,
-        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
-    );
+    let mut d = start(&cfg, &db.url, port);
     let head = remote.head();
     wait_for("every run to end and be pushed", 180, || async {
         let synced: Option<String> = sqlx::query_scalar("SELECT last_commit FROM sync_state")

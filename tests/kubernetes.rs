@@ -120,17 +120,8 @@ impl Ground {
             .join("\n")
     }
 
-    /// Waits for the first sync: what is in the repository then is the baseline, not run.
     async fn baseline(&self) {
-        wait_for("the baseline sync", 30, || async {
-            sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
-                .fetch_optional(&self.pool)
-                .await
-                .ok()
-                .flatten()
-                .flatten()
-        })
-        .await;
+        wait_baseline(&self.pool).await;
     }
 
     fn push(&self, files: &[(String, Option<String>)], message: &str) -> String {

@@ -9,7 +9,7 @@ use super::run::{Collected, Meta, RunDir, StartRun};
 use super::ExecutorError;
 use crate::results::report::{summary_from_output, Ending, RunnerReport};
 use crate::spec::catalog::ResolvedTest;
-use crate::spec::render::{entry_script, k6_args, ENTRY_FILE};
+use crate::spec::render::{entry_script, execution_segments, k6_args, ENTRY_FILE};
 use chrono::{DateTime, Utc};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,26 +83,7 @@ impl LocalExecutor {
         .map_err(|e| io(&entry, e))?;
         let mut meta = Meta::new(req, Utc::now());
         let n = meta.parallelism;
-        let sequence: Vec<String> = (0..=n)
-            .map(|i| {
-                if i == 0 {
-                    "0".into()
-                } else if i == n {
-                    "1".into()
-                } else {
-                    format!("{i}/{n}")
-                }
-            })
-            .collect();
-        let seg = |i: u32| {
-            if i == 0 {
-                "0".to_string()
-            } else if i == n {
-                "1".to_string()
-            } else {
-                format!("{i}/{n}")
-            }
-        };
+        let segments = execution_segments(n);
         let mut env: Vec<(String, String)> = rt
             .test
             .spec
@@ -115,7 +96,7 @@ impl LocalExecutor {
         // The folder is claimed before any runner starts, so a crash in between leaves a run
         // that is adopted (its runners found lost) rather than one started twice.
         let mut run = RunDir::create(dir.clone(), meta.clone()).map_err(dir_error)?;
-        for i in 0..n {
+        for (i, (segment, sequence)) in (0..n).zip(&segments) {
             let idx = i + 1;
             let mut cmd = std::process::Command::new("sh");
             cmd.arg("-c").arg(WRAPPER).arg(&self.k6).args([
@@ -134,8 +115,8 @@ impl LocalExecutor {
                 cmd.args(["-o", "experimental-prometheus-rw"]);
             }
             if n > 1 {
-                cmd.args(["--execution-segment", &format!("{}:{}", seg(i), seg(i + 1))]);
-                cmd.args(["--execution-segment-sequence", &sequence.join(",")]);
+                cmd.args(["--execution-segment", segment]);
+                cmd.args(["--execution-segment-sequence", sequence]);
             }
             cmd.arg(ENTRY_FILE);
             cmd.current_dir(&bundle)

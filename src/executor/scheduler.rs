@@ -15,7 +15,7 @@ use crate::spec::catalog::ResolvedTest;
 use crate::spec::Catalog;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -28,23 +28,32 @@ pub struct Scheduler {
     pub policy: Policy,
     pub prometheus: Option<Prometheus>,
     pub executor_name: String,
-    catalog: RwLock<Option<Arc<Catalog>>>,
-    /// The commit the catalog is at.
-    head: RwLock<Option<String>>,
+    view: RwLock<Arc<View>>,
     /// The catalog the executor was last told about (mirrors, pruning).
     announced: Mutex<Option<Arc<Catalog>>>,
-    /// When the catalog was last replaced, and the commits catalogs were taken at: a run
-    /// queued at another commit (by another replica's sync, or a sync whose outcome is on its
-    /// way) may name what this catalog does not know yet.
-    catalog_at: RwLock<DateTime<Utc>>,
-    seen_heads: Mutex<BTreeSet<String>>,
-    /// When this process got its first catalog: runs queued before are judged at once.
-    first_catalog_at: RwLock<DateTime<Utc>>,
     /// Active runs: run id → (test, stop signal).
     active: Mutex<BTreeMap<String, (String, watch::Sender<Option<String>>)>>,
     wake: Notify,
     last_cron_check: Mutex<DateTime<Utc>>,
 }
+
+/// The repository as the last sync left it, and what this process has seen of it. Replaced
+/// whole, so a tick reads one consistent view.
+#[derive(Default)]
+struct View {
+    catalog: Option<Arc<Catalog>>,
+    /// The commit the catalog is at.
+    head: Option<String>,
+    /// When this process got its first catalog: runs queued before are judged at once.
+    first_at: Option<DateTime<Utc>>,
+    /// The latest commits catalogs were taken at. A run queued at another commit (by another
+    /// replica's sync, or by a sync whose outcome is on its way) may name what this catalog
+    /// does not know yet.
+    seen: VecDeque<String>,
+}
+
+/// Runs wait for an unseen commit for a minute at most; this many recent commits cover it.
+const SEEN_KEPT: usize = 64;
 
 /// What an abort request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,12 +89,8 @@ impl Scheduler {
             recorder,
             policy,
             prometheus,
-            catalog: RwLock::new(None),
-            head: RwLock::new(None),
+            view: RwLock::new(Arc::new(View::default())),
             announced: Mutex::new(None),
-            catalog_at: RwLock::new(Utc::now()),
-            seen_heads: Mutex::new(BTreeSet::new()),
-            first_catalog_at: RwLock::new(Utc::now()),
             active: Mutex::new(BTreeMap::new()),
             wake: Notify::new(),
             last_cron_check: Mutex::new(Utc::now()),
@@ -96,49 +101,36 @@ impl Scheduler {
         self.set_catalog_at(c, None);
     }
 
-    /// The repository at `head`, as a sync left it. Catalog, head, time and seen commits
-    /// change together under the catalog's lock, so a tick sees one consistent view.
+    /// The repository at `head`, as a sync left it.
     pub fn set_catalog_at(&self, c: Arc<Catalog>, head: Option<String>) {
-        if let Ok(mut g) = self.catalog.write() {
-            if let (Some(h), Ok(mut seen)) = (&head, self.seen_heads.lock()) {
-                seen.insert(h.clone());
-            }
-            if let Ok(mut h) = self.head.write() {
-                *h = head;
-            }
-            if let Ok(mut t) = self.catalog_at.write() {
-                *t = Utc::now();
-            }
-            if g.is_none() {
-                if let Ok(mut t) = self.first_catalog_at.write() {
-                    *t = Utc::now();
+        if let Ok(mut v) = self.view.write() {
+            let mut seen = v.seen.clone();
+            if let Some(h) = &head {
+                seen.push_back(h.clone());
+                while seen.len() > SEEN_KEPT {
+                    seen.pop_front();
                 }
             }
-            *g = Some(c);
+            *v = Arc::new(View {
+                catalog: Some(c),
+                head,
+                first_at: v.first_at.or_else(|| Some(Utc::now())),
+                seen,
+            });
         }
         self.wake.notify_one();
     }
 
-    /// The catalog with the time it was taken and the commits catalogs were taken at.
-    fn view(&self) -> Option<(Arc<Catalog>, DateTime<Utc>, BTreeSet<String>)> {
-        let g = self.catalog.read().ok()?;
-        let c = g.clone()?;
-        let at = self
-            .catalog_at
+    fn view(&self) -> Arc<View> {
+        self.view
             .read()
-            .map(|t| *t)
-            .unwrap_or_else(|_| Utc::now());
-        let seen = self
-            .seen_heads
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default();
-        Some((c, at, seen))
+            .map(|v| v.clone())
+            .unwrap_or_else(|_| Arc::new(View::default()))
     }
 
     /// Tells the executor about a catalog it has not seen. Done from the scheduling loop, so
     /// only the replica that schedules (the leader) touches mirrors and prunes.
-    async fn announce(&self, catalog: &Arc<Catalog>) {
+    async fn announce(&self, catalog: &Arc<Catalog>, head: Option<&str>) {
         let fresh = self
             .announced
             .lock()
@@ -147,17 +139,14 @@ impl Scheduler {
         if !fresh {
             return;
         }
-        let head = self.head.read().ok().and_then(|h| h.clone());
-        self.executor
-            .catalog_changed(catalog, head.as_deref())
-            .await;
+        self.executor.catalog_changed(catalog, head).await;
         if let Ok(mut a) = self.announced.lock() {
             *a = Some(catalog.clone());
         }
     }
 
     pub fn catalog(&self) -> Option<Arc<Catalog>> {
-        self.catalog.read().ok().and_then(|g| g.clone())
+        self.view().catalog.clone()
     }
 
     pub fn wake(&self) {
@@ -299,10 +288,11 @@ impl Scheduler {
         tasks: &mut JoinSet<()>,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<(), crate::record::RecordError> {
-        let Some((catalog, catalog_at, seen)) = self.view() else {
+        let view = self.view();
+        let Some(catalog) = view.catalog.clone() else {
             return Ok(());
         };
-        self.announce(&catalog).await;
+        self.announce(&catalog, view.head.as_deref()).await;
         let present: BTreeSet<&str> = catalog
             .tests
             .iter()
@@ -322,18 +312,14 @@ impl Scheduler {
         // A run this catalog does not know, queued at a commit no catalog here was taken at,
         // waits for the catalog to catch up rather than being ended, for a minute at most
         // (after a restart the commits seen before are forgotten).
-        let first = self
-            .first_catalog_at
-            .read()
-            .map(|t| *t)
-            .unwrap_or(catalog_at);
+        let first = view.first_at.unwrap_or_else(Utc::now);
         let newer = |row: &RunRow| {
-            row.commit.as_ref().is_some_and(|c| !seen.contains(c))
+            row.commit.as_ref().is_some_and(|c| !view.seen.contains(c))
                 && row.created_at > first
                 && Utc::now() - row.created_at < chrono::Duration::seconds(60)
         };
         for row in &queued {
-            let known = valid_in(&catalog, &row.test).is_some_and(|rt| rt.revision == row.revision);
+            let known = valid(&catalog, &row.test).is_some_and(|rt| rt.revision == row.revision);
             if newer(row) && !known {
                 continue;
             }
@@ -367,7 +353,7 @@ impl Scheduler {
             let Some(row) = startable.iter().find(|r| r.id == id).cloned() else {
                 continue;
             };
-            match valid_in(&catalog, &row.test) {
+            match valid(&catalog, &row.test) {
                 Some(rt) if rt.revision == row.revision => {
                     self.spawn_start(tasks, row, rt, shutdown.clone()).await
                 }
@@ -544,10 +530,6 @@ impl Scheduler {
     }
 }
 
-fn valid_in(catalog: &Catalog, name: &str) -> Option<Arc<ResolvedTest>> {
-    catalog
-        .tests
-        .iter()
-        .find(|t| t.name.as_deref() == Some(name))
-        .and_then(|t| t.resolved.clone())
+fn valid(catalog: &Catalog, name: &str) -> Option<Arc<ResolvedTest>> {
+    catalog.test(name).and_then(|t| t.resolved.clone())
 }

@@ -246,6 +246,18 @@ async fn sync(state: Arc<AppState>) -> Response {
     json_reply(StatusCode::ACCEPTED, json!({"status": "sync-queued"}))
 }
 
+/// Runs the handler for an authorized request; answers with the refusal otherwise.
+async fn authed<F, Fut>(a: Result<Arc<AppState>, Response>, handler: F) -> Response
+where
+    F: FnOnce(Arc<AppState>) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    match a {
+        Ok(s) => handler(s).await,
+        Err(r) => r,
+    }
+}
+
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -258,7 +270,6 @@ pub fn routes(
                 Err(r) => Ok(Err(r)),
             }
         });
-    let gate = |r: Result<Arc<AppState>, Response>| r;
     let base = warp::path("api").and(warp::path("v1"));
     let openapi = base
         .and(warp::path!("openapi.json"))
@@ -268,83 +279,43 @@ pub fn routes(
         .and(warp::path!("status"))
         .and(warp::get())
         .and(auth.clone())
-        .then(move |a| async move {
-            match gate(a) {
-                Ok(s) => status(s).await,
-                Err(r) => r,
-            }
-        });
+        .then(|a| authed(a, status));
     let tests_r = base
         .and(warp::path!("tests"))
         .and(warp::get())
         .and(auth.clone())
-        .then(|a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => tests(s, None).await,
-                Err(r) => r,
-            }
-        });
+        .then(|a| authed(a, |s| tests(s, None)));
     let test_r = base
         .and(warp::path!("tests" / String))
         .and(warp::get())
         .and(auth.clone())
-        .then(|n: String, a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => tests(s, Some(n)).await,
-                Err(r) => r,
-            }
-        });
+        .then(|n: String, a| authed(a, move |s| tests(s, Some(n))));
     let runs_r = base
         .and(warp::path!("runs"))
         .and(warp::get())
         .and(warp::query::<HashMap<String, String>>())
         .and(auth.clone())
-        .then(|q, a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => list_runs(s, q).await,
-                Err(r) => r,
-            }
-        });
+        .then(|q, a| authed(a, move |s| list_runs(s, q)));
     let run_r = base
         .and(warp::path!("runs" / String))
         .and(warp::get())
         .and(auth.clone())
-        .then(|id, a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => get_run(s, id).await,
-                Err(r) => r,
-            }
-        });
+        .then(|id, a| authed(a, move |s| get_run(s, id)));
     let manual_r = base
         .and(warp::path!("tests" / String / "runs"))
         .and(warp::post())
         .and(auth.clone())
-        .then(|n, a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => manual_run(s, n).await,
-                Err(r) => r,
-            }
-        });
+        .then(|n, a| authed(a, move |s| manual_run(s, n)));
     let abort_r = base
         .and(warp::path!("runs" / String / "abort"))
         .and(warp::post())
         .and(auth.clone())
-        .then(|id, a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => abort(s, id).await,
-                Err(r) => r,
-            }
-        });
+        .then(|id, a| authed(a, move |s| abort(s, id)));
     let sync_r = base
         .and(warp::path!("sync"))
         .and(warp::post())
         .and(auth)
-        .then(|a: Result<Arc<AppState>, Response>| async move {
-            match a {
-                Ok(s) => sync(s).await,
-                Err(r) => r,
-            }
-        });
+        .then(|a| authed(a, sync));
     openapi
         .or(status_r)
         .unify()

@@ -53,6 +53,20 @@ export function handleSummary(data) {{
     )
 }
 
+/// The execution segments of `n` runners, as the k6-operator hands them out: per runner
+/// `(segment, sequence)`, e.g. `("1/3:2/3", "0,1/3,2/3,1")`.
+pub fn execution_segments(n: u32) -> Vec<(String, String)> {
+    let at = |i: u32| match i {
+        0 => "0".to_string(),
+        i if i == n => "1".to_string(),
+        i => format!("{i}/{n}"),
+    };
+    let sequence = (0..=n).map(at).collect::<Vec<_>>().join(",");
+    (0..n)
+        .map(|i| (format!("{}:{}", at(i), at(i + 1)), sequence.clone()))
+        .collect()
+}
+
 /// Run ids (and TestRun names) are deterministic: test, revision, attempt.
 pub fn run_id(test: &str, revision: &str, attempt: u32) -> String {
     format!("{test}-{}-{attempt}", short(revision))
@@ -345,5 +359,22 @@ pub fn testrun(rt: &ResolvedTest, run: &str, defaults: &RunnerDefaults) -> TestR
                 ],
             },
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_segments_cover_the_run_without_overlap() {
+        assert_eq!(
+            execution_segments(1),
+            vec![("0:1".to_string(), "0,1".to_string())]
+        );
+        let three = execution_segments(3);
+        let segs: Vec<&str> = three.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(segs, vec!["0:1/3", "1/3:2/3", "2/3:1"]);
+        assert!(three.iter().all(|(_, q)| q == "0,1/3,2/3,1"));
     }
 }

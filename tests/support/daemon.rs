@@ -95,3 +95,16 @@ pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
         .join("\n");
     panic!("timed out waiting for {what}; daemon logs:\n{tail}");
 }
+
+/// Waits for a daemon's first sync (what the repository holds then is the baseline, not run).
+pub async fn wait_baseline(pool: &sqlx::PgPool) {
+    wait_for("the baseline sync", 30, || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
+            .fetch_optional(pool)
+            .await
+            .ok()
+            .flatten()
+            .flatten()
+    })
+    .await;
+}

@@ -349,7 +349,7 @@ impl Store {
         Ok(obj)
     }
 
-    /// Replaces an object: `expect_rv` must match when given (409 otherwise). With
+    /// Replaces an object: its `metadata.resourceVersion` must match when given (409 otherwise). With
     /// `status_only` only `.status` changes; otherwise `.status` is kept for collections with
     /// a status subresource.
     pub fn update(

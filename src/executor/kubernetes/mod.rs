@@ -322,18 +322,16 @@ impl KubeExecutor {
                     break Ending::Error(why);
                 }
             }
-            if Utc::now() >= dir.meta.deadline {
+            let stop_for = if Utc::now() >= dir.meta.deadline {
+                Some(Ending::Timeout)
+            } else {
+                cancel.borrow().clone().map(Ending::Aborted)
+            };
+            if let Some(ending) = stop_for {
                 let snap = pods.borrow().clone();
                 let runners = follow::runners(snap.objects.values(), &name);
                 self.stop(&name, &runners, &mut logs).await;
-                break Ending::Timeout;
-            }
-            let requested = cancel.borrow().clone();
-            if let Some(why) = requested {
-                let snap = pods.borrow().clone();
-                let runners = follow::runners(snap.objects.values(), &name);
-                self.stop(&name, &runners, &mut logs).await;
-                break Ending::Aborted(why);
+                break ending;
             }
             tokio::select! {
                 _ = trs.changed() => {}
