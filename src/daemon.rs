@@ -82,6 +82,7 @@ pub async fn scheduler(
                 image: e.runner_image.clone(),
                 env: extra_env,
                 runner: e.runner.clone().unwrap_or_default(),
+                starter_image: e.starter_image.clone(),
             };
             Executor::Kubernetes(Box::new(KubeExecutor::new(
                 client,

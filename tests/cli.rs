@@ -270,12 +270,17 @@ fn render_prints_a_configmap_and_a_testrun() {
         "perfsync-entry.js"
     );
     let args = tr["spec"]["arguments"].as_str().unwrap();
+    let run = tr["metadata"]["labels"]["perfsync.dev/run"]
+        .as_str()
+        .unwrap();
+    assert!(args.contains(&format!("--tag testid={run}")), "{args}");
     assert!(
-        args.contains(&format!(
-            "--tag testid={}",
-            tr["metadata"]["name"].as_str().unwrap()
-        )),
-        "{args}"
+        args.split(' ').all(perfsync::spec::render::shell_safe),
+        "the operator pastes the arguments into `sh -c`: {args}"
+    );
+    assert_eq!(
+        tr["metadata"]["name"].as_str(),
+        Some(perfsync::spec::render::testrun_name("user-journey", run).as_str())
     );
     assert!(args.contains("--vus 5 --duration 15s"), "{args}");
     assert!(tr["spec"].get("cleanup").is_none(), "never cleanup: post");
@@ -322,7 +327,7 @@ fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
     write(
         dir.path(),
         "script.js",
-        "import { one } from './lib/h.js';\nexport const options = { iterations: 2 };\nexport default function () { one(); }\nexport function handleSummary() { return { 'mine.txt': 'kept' }; }\n",
+        "import { one } from './lib/h.js';\nexport const options = { iterations: 2, summaryTrendStats: ['p(99.9)', 'avg'] };\nexport default function () { one(); }\nexport function handleSummary() { return { 'mine.txt': 'kept' }; }\n",
     );
     write(
         dir.path(),
@@ -348,6 +353,15 @@ fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
     let summary: serde_json::Value =
         serde_json::from_str(&lines[0][perfsync::spec::render::SUMMARY_MARKER.len()..]).unwrap();
     assert_eq!(summary["metrics"]["iterations"]["values"]["count"], 2);
+    // The trend statistics: the script's own, then perfsync's (no CLI flag any more).
+    let trend = summary["metrics"]["iteration_duration"]["values"]
+        .as_object()
+        .unwrap();
+    for stat in [
+        "p(99.9)", "avg", "min", "med", "max", "p(90)", "p(95)", "p(99)", "count",
+    ] {
+        assert!(trend.contains_key(stat), "{stat} missing: {trend:?}");
+    }
     assert_eq!(
         std::fs::read_to_string(dir.path().join("mine.txt")).unwrap(),
         "kept",

@@ -8,244 +8,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use support::daemon::*;
-use support::kube_api::{Coll, Faults, KubeApi};
-use support::operator::{Operator, UNPULLABLE};
+use support::kube_api::{Coll, Faults};
+use support::kube_ground::*;
+use support::operator::UNPULLABLE;
 use support::parts::*;
 use support::*;
-
-const SECRET: &str = "hook-secret-k8s";
-const TOKEN: &str = "api-token-k8s";
-const NS: &str = "perfsync";
-
-struct Ground {
-    api: KubeApi,
-    op: Operator,
-    remote: Remote,
-    url: String,
-    db: TestDb,
-    pool: sqlx::PgPool,
-    dir: tempfile::TempDir,
-    kubeconfig: std::path::PathBuf,
-    target: std::net::SocketAddr,
-}
-
-async fn ground() -> Ground {
-    let api = KubeApi::start().await;
-    api.install_crd(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/perftest.yaml"))
-            .unwrap(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let op = Operator::start(api.store.clone(), dir.path().join("operator"));
-    let kubeconfig = api.kubeconfig(dir.path(), NS);
-    let mut remote = Remote::new();
-    let url = remote.serve(None);
-    remote.commit(&[("README.md", Some("load tests"))], "empty");
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    Ground {
-        target: demo_target().await,
-        api,
-        op,
-        remote,
-        url,
-        db,
-        pool,
-        dir,
-        kubeconfig,
-    }
-}
-
-impl Ground {
-    /// Writes a config for one replica (its own state directory and port).
-    fn config(&self, replica: &str, port: u16, extra: &str) -> std::path::PathBuf {
-        let dir = self.dir.path().join(replica);
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("perfsync.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 6s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
-                self.url,
-                dir.join("state").display(),
-                self.kubeconfig.display()
-            ),
-        )
-        .unwrap();
-        cfg
-    }
-
-    fn start(&self, cfg: &std::path::Path, port: u16) -> Daemon {
-        start_daemon(
-            cfg,
-            &self.db.url,
-            port,
-            &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
-        )
-    }
-
-    /// Pushes one test per `(name, duration)`, sends the webhook, and waits until each has its
-    /// runner running.
-    async fn start_running(&self, daemon: &Daemon, tests: &[(&str, &str)]) {
-        let mut all = Vec::new();
-        for (name, duration) in tests {
-            all.extend(files(
-                &Spec {
-                    duration,
-                    ..Spec::new(name)
-                },
-                self.target,
-                SCRIPT,
-            ));
-        }
-        let head = self.push(&all, "tests to run");
-        github_push(daemon.addr, SECRET, &head).await;
-        wait_for("every run to be running", 60, || async {
-            tests
-                .iter()
-                .all(|(name, _)| self.runner_pods_running(&format!("{name}-")) == 1)
-                .then_some(())
-        })
-        .await;
-    }
-
-    /// The replicas' logs, for a failing assertion to show.
-    fn logs(&self) -> String {
-        ["a", "b"]
-            .iter()
-            .filter_map(|r| {
-                std::fs::read_to_string(self.dir.path().join(r).join("daemon.log")).ok()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    async fn baseline(&self) {
-        wait_baseline(&self.pool).await;
-    }
-
-    fn push(&self, files: &[(String, Option<String>)], message: &str) -> String {
-        let f: Vec<(&str, Option<&str>)> = files
-            .iter()
-            .map(|(a, b)| (a.as_str(), b.as_deref()))
-            .collect();
-        self.remote.commit(&f, message)
-    }
-
-    async fn results(&self, test: &str) -> Vec<(String, String, Option<String>)> {
-        sqlx::query_as::<_, (String, String, Option<String>)>(
-            "SELECT r.run_id, r.status, r.summary->>'reason' FROM test_results r JOIN test_runs t ON t.id = r.run_id WHERE r.test_id = $1 ORDER BY t.created_at, t.id",
-        )
-        .bind(test)
-        .fetch_all(&self.pool)
-        .await
-        .unwrap()
-    }
-
-    async fn result(&self, test: &str, secs: u64) -> (String, String, Option<String>) {
-        wait_for(&format!("the result of {test}"), secs, || async {
-            self.results(test).await.into_iter().next()
-        })
-        .await
-    }
-
-    async fn summary(&self, run: &str) -> Value {
-        sqlx::query_scalar("SELECT summary FROM test_results WHERE run_id = $1")
-            .bind(run)
-            .fetch_one(&self.pool)
-            .await
-            .unwrap()
-    }
-
-    fn objects(&self, group: &str, resource: &str, selector: &str) -> Vec<Value> {
-        self.api
-            .store
-            .list(&Coll::new(group, resource), Some(NS), selector)
-    }
-
-    /// Runner processes the operator stand-in started for a TestRun name prefix.
-    fn runner_pods_running(&self, prefix: &str) -> usize {
-        self.objects("", "pods", "app=k6")
-            .iter()
-            .filter(|p| {
-                p["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .starts_with(prefix)
-                    && p["status"]["phase"] == "Running"
-            })
-            .count()
-    }
-}
-
-/// One replica's config, port and process.
-struct Replica {
-    daemon: Daemon,
-    cfg: std::path::PathBuf,
-    port: u16,
-}
-
-/// The test ground and one replica past its baseline sync; `lease` is its lease duration,
-/// `faults` what the API server does wrong from the start.
-async fn with_replica(lease: &str, faults: Faults) -> (Ground, Replica) {
-    let g = ground().await;
-    g.api.store.set_faults(faults);
-    let port = free_port();
-    let cfg = g.config("a", port, "");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("leaseDuration: 6s", &format!("leaseDuration: {lease}"));
-    std::fs::write(&cfg, text).unwrap();
-    let daemon = g.start(&cfg, port);
-    g.baseline().await;
-    (g, Replica { daemon, cfg, port })
-}
-
-struct Spec<'a> {
-    name: &'a str,
-    vus: u32,
-    duration: &'a str,
-    threshold: &'a str,
-    parallelism: u32,
-    timeout: &'a str,
-    extra: &'a str,
-}
-
-impl<'a> Spec<'a> {
-    fn new(name: &'a str) -> Spec<'a> {
-        Spec {
-            name,
-            vus: 2,
-            duration: "2s",
-            threshold: "p(95)<2000",
-            parallelism: 1,
-            timeout: "2m",
-            extra: "",
-        }
-    }
-}
-
-const SCRIPT: &str = "import http from 'k6/http';\nimport { check, sleep } from 'k6';\nexport default function () {\n  check(http.get(`${__ENV.BASE_URL}/api/items`), { 'is 200': (r) => r.status === 200 });\n  sleep(0.05);\n}\n";
-
-fn files(s: &Spec, target: std::net::SocketAddr, script: &str) -> Vec<(String, Option<String>)> {
-    vec![
-        (
-            format!("tests/{}/perftest.yaml", s.name),
-            Some(format!(
-                "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: {}\nspec:\n  script: script.js\n  targets: [http://{target}]\n  parallelism: {}\n  load: {{vus: {}, duration: {}}}\n  thresholds:\n    http_req_duration: ['{}']\n  env:\n    BASE_URL: http://{target}\n  timeout: {}\n{}",
-                s.name, s.parallelism, s.vus, s.duration, s.threshold, s.timeout, s.extra
-            )),
-        ),
-        (format!("tests/{}/script.js", s.name), Some(script.to_string())),
-    ]
-}
-
-fn removed(name: &str) -> Vec<(String, Option<String>)> {
-    vec![
-        (format!("tests/{name}/perftest.yaml"), None),
-        (format!("tests/{name}/script.js"), None),
-    ]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_outcome_through_the_operator() {
@@ -324,8 +91,8 @@ async fn every_outcome_through_the_operator() {
     let (status, _) = github_push(daemon.addr, SECRET, &head).await;
     assert_eq!(status, 202);
 
-    let (run, verdict, _) = g.result("pass", 120).await;
-    assert_eq!(verdict, "succeeded");
+    let (run, verdict, reason) = g.result("pass", 120).await;
+    assert_eq!(verdict, "succeeded", "{reason:?}\n{}", g.summary(&run).await);
     let s = g.summary(&run).await;
     assert!(
         s["metrics"]["http_reqs"]["values"]["count"]
@@ -339,14 +106,17 @@ async fn every_outcome_through_the_operator() {
     let (_, verdict, reason) = g.result("fail", 60).await;
     assert_eq!(verdict, "failed", "{reason:?}");
 
+    // The script throws at init: the initializer fails, the operator's `error` stage says
+    // nothing, the initializer pod's log says why.
     let (_, verdict, reason) = g.result("boom", 60).await;
     assert_eq!(
         verdict, "error",
         "a script exception is an error: {reason:?}"
     );
+    let reason = reason.unwrap_or_default();
     assert!(
-        reason.unwrap_or_default().contains("107"),
-        "k6's exit code is named"
+        reason.contains("initializer pod") && reason.contains("boom in init"),
+        "the cause is named: {reason}"
     );
 
     let (_, verdict, _) = g.result("slow", 60).await;
@@ -376,7 +146,10 @@ async fn every_outcome_through_the_operator() {
     let (_, verdict, reason) = g.result("toowide", 60).await;
     assert_eq!(verdict, "error");
     assert!(
-        reason.clone().unwrap_or_default().contains("k6-operator"),
+        reason
+            .clone()
+            .unwrap_or_default()
+            .contains("parallelism 3 is more than the script's 2 VUs"),
         "{reason:?}"
     );
     // The secret's value is nowhere perfsync writes: not its log, not PostgreSQL.
@@ -567,7 +340,7 @@ async fn runs_survive_500s_409s_throttling_cut_watches_and_expired_versions() {
         }
     });
     let (_, verdict, reason) = g.result("steady", 120).await;
-    assert_eq!(verdict, "succeeded", "{reason:?}\n{}", g.logs());
+    assert_eq!(verdict, "succeeded", "{reason:?}");
     let (_, verdict, reason) = g.result("strict", 60).await;
     assert_eq!(verdict, "failed", "{reason:?}");
     compactor.abort();
@@ -770,6 +543,8 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
         ungranted.is_empty(),
         "requests the Role does not allow: {ungranted:?}"
     );
+    let denied = g.api.store.denied();
+    assert!(denied.is_empty(), "the apiserver refused: {denied:?}");
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(
         unused.is_empty(),

@@ -4,13 +4,25 @@ use perfsync::config::{Config, Layout};
 use perfsync::source::Tree;
 use perfsync::spec::catalog::Index;
 use perfsync::spec::model::RunnerSettings;
-use perfsync::spec::render::{configmap, run_id, testrun, RunnerDefaults};
+use perfsync::spec::render::{
+    configmap, configmap_bytes, run_id, shell_safe, testrun, testrun_name, RunnerDefaults,
+};
 
 fn resolved(extra: &str) -> std::sync::Arc<perfsync::spec::catalog::ResolvedTest> {
+    resolved_with(extra, &[])
+}
+
+fn resolved_with(
+    extra: &str,
+    files: &[(&str, &[u8])],
+) -> std::sync::Arc<perfsync::spec::catalog::ResolvedTest> {
     let mut tree = Tree::new();
+    for (path, content) in files {
+        tree.insert_file(format!("tests/api/{path}"), content.to_vec());
+    }
     tree.insert_file(
         "tests/api/perftest.yaml",
-        format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: api\nspec:\n  script: main.js\n  targets: [http://127.0.0.1:1]\n  parallelism: 2\n  load: {{vus: 4, duration: 5s}}\n  tags: {{team: qa}}\n{extra}"),
+        format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: api\n  labels: {{team: qa}}\nspec:\n  script: main.js\n  targets: [http://127.0.0.1:1]\n  parallelism: 2\n  load: {{vus: 4, duration: 5s}}\n  tags: {{team: qa}}\n{extra}"),
     );
     tree.insert_file(
         "tests/api/main.js",
@@ -39,6 +51,7 @@ fn defaults() -> RunnerDefaults {
             node_selector: [("pool".to_string(), "load".to_string())].into(),
             ..RunnerSettings::default()
         },
+        starter_image: Some("registry.example.com/k6-operator:starter".into()),
     }
 }
 
@@ -48,12 +61,16 @@ fn a_testrun_carries_labels_arguments_secrets_prometheus_and_merged_runner_setti
     let run = run_id("api", &rt.revision, 3);
     let tr = serde_json::to_value(testrun(&rt, &run, &defaults())).unwrap();
     assert_eq!(tr["apiVersion"], "k6.io/v1alpha1");
-    assert_eq!(tr["metadata"]["name"], run.as_str());
+    assert_eq!(tr["metadata"]["name"], testrun_name("api", &run).as_str());
     assert!(run.ends_with("-3"));
     let labels = &tr["metadata"]["labels"];
     assert_eq!(labels["app.kubernetes.io/managed-by"], "perfsync");
     assert_eq!(labels["perfsync.dev/test"], "api");
     assert_eq!(labels["perfsync.dev/run"], run.as_str());
+    assert_eq!(
+        labels["team"], "qa",
+        "the TestRun may carry the test's labels"
+    );
     assert_eq!(tr["spec"]["parallelism"], 2);
     assert!(
         tr["spec"].get("cleanup").is_none(),
@@ -65,6 +82,11 @@ fn a_testrun_carries_labels_arguments_secrets_prometheus_and_merged_runner_setti
         "{args}"
     );
     assert!(args.contains("-o experimental-prometheus-rw"), "{args}");
+    // The operator pastes these unquoted into `sh -c`: `p(95)` would be a syntax error.
+    assert!(!args.contains("summary-trend-stats"), "{args}");
+    for arg in args.split(' ') {
+        assert!(shell_safe(arg), "`{arg}` in {args}");
+    }
     let runner = &tr["spec"]["runner"];
     // The test's own node selector wins; the config's service account and image fill in.
     assert_eq!(runner["nodeSelector"]["pool"], "perf");
@@ -92,6 +114,7 @@ fn a_testrun_carries_labels_arguments_secrets_prometheus_and_merged_runner_setti
     );
     let cm = serde_json::to_value(configmap(&rt, "load")).unwrap();
     assert_eq!(cm["immutable"], true);
+    assert_eq!(cm["metadata"]["labels"]["team"], "qa");
     assert_eq!(
         cm["metadata"]["name"],
         runner["volumes"][0]["configMap"]["name"]
@@ -116,4 +139,91 @@ fn without_prometheus_no_remote_write_output() {
         .unwrap()
         .contains("prometheus"));
     assert!(tr["spec"]["runner"].get("env").is_none());
+}
+
+#[test]
+fn pods_carry_perfsyncs_labels_only() {
+    let rt = resolved("");
+    let run = run_id("api", &rt.revision, 1);
+    let tr = serde_json::to_value(testrun(&rt, &run, &defaults())).unwrap();
+    let expected = serde_json::json!({
+        "app.kubernetes.io/managed-by": "perfsync",
+        "perfsync.dev/test": "api",
+        "perfsync.dev/revision": &rt.revision[..10],
+        "perfsync.dev/run": run,
+    });
+    // The initializer copies the runner's pod spec; the starter has its own.
+    assert_eq!(tr["spec"]["runner"]["metadata"]["labels"], expected);
+    assert_eq!(tr["spec"]["starter"]["metadata"]["labels"], expected);
+    assert_eq!(
+        tr["spec"]["starter"].as_object().map(|o| o.len()),
+        Some(1),
+        "only labels: the operator's own starter image and settings stay"
+    );
+}
+
+#[test]
+fn the_testrun_is_named_within_the_operators_limits_and_keeps_the_run_id_as_label() {
+    let long = "a234567890-234567890-234567890-234567890";
+    let mut tree = Tree::new();
+    for name in [long, "9lives"] {
+        tree.insert_file(
+            format!("tests/{name}/perftest.yaml"),
+            format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: {name}\nspec:\n  script: s.js\n  targets: [http://127.0.0.1:1]\n  parallelism: 9999\n"),
+        );
+        tree.insert_file(
+            format!("tests/{name}/s.js"),
+            "export default function () {}\n",
+        );
+    }
+    let catalog = Index::build(&tree, Layout::default(), None).catalog();
+    assert!(catalog.is_valid(), "{:?}", catalog.diagnostics);
+    for rt in catalog.valid_tests() {
+        let name = &rt.test.metadata.name;
+        for attempt in [1, 10_000, u32::MAX] {
+            let run = run_id(name, &rt.revision, attempt);
+            let tr = testrun(rt, &run, &defaults());
+            let trn = &tr.metadata.name;
+            assert!(
+                trn.len() <= 47 && trn.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{trn}"
+            );
+            assert_eq!(tr.metadata.labels["perfsync.dev/run"], run);
+            assert!(run.len() <= 63, "{run}");
+            let service = format!("{trn}-service-{}", tr.spec.parallelism);
+            let initializer = format!("{trn}-initializer");
+            assert!(
+                service.len() <= 63 && initializer.len() <= 63,
+                "{service} {initializer}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_configmap_size_counted_at_validation_is_what_the_apiserver_counts() {
+    let binary: &[u8] = &[0xff, 0xfe, 0x00, 0x01, 0x80];
+    let rt = resolved_with(
+        "  thresholds:\n    http_req_duration: ['p(95)<500']\n",
+        &[("data/blob.bin", binary), ("data/users.json", b"[1,2,3]")],
+    );
+    let cm = configmap(&rt, "load");
+    assert_eq!(cm.binary_data.len(), 1);
+    let decoded: usize = cm
+        .binary_data
+        .iter()
+        .map(|(k, v)| {
+            use base64::Engine;
+            k.len()
+                + base64::engine::general_purpose::STANDARD
+                    .decode(v)
+                    .unwrap()
+                    .len()
+        })
+        .sum();
+    let text: usize = cm.data.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert_eq!(
+        configmap_bytes(&rt.bundle, &rt.test.spec.thresholds),
+        (text + decoded) as u64
+    );
 }

@@ -624,7 +624,264 @@ fn a_tag_that_would_split_the_testrun_arguments_is_refused_at_its_line() {
     let d = only(&cat, Code::Schema);
     assert_at(d, "tests/a/perftest.yaml", 11);
     assert!(
-        d.message.contains("service") && d.message.contains("whitespace"),
+        d.message.contains("tag `service`") && d.message.contains("`_.:/@+=,-`"),
         "{d}"
     );
+}
+
+fn one_test(extra: &str) -> Catalog {
+    check(
+        &tree(&[
+            ("tests/a/perftest.yaml", &spec("a", extra)),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    )
+}
+
+/// Findings of `code` as (line, message), in line order.
+fn findings(cat: &Catalog, code: Code) -> Vec<(usize, String)> {
+    let mut f: Vec<(usize, String)> = cat
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == code)
+        .map(|d| (d.line, d.message.clone()))
+        .collect();
+    f.sort();
+    f
+}
+
+#[test]
+fn tags_reach_a_shell_so_only_inert_characters_pass() {
+    // Line 9 is `tags:`, each tag on its own line from 10.
+    let cat = one_test(concat!(
+        "  tags:\n",
+        "    ok: 'https://api.example.com:8443/p@a+b=c,d_e.f'\n",
+        "    percentile: 'p(95)'\n",
+        "    'a;b': x\n",
+        "    cmd: '$(id)'\n",
+        "    empty: ''\n",
+        "    testid: mine\n",
+        "    quote: \"it's\"\n",
+        "    glob: '*'\n",
+    ));
+    let f = findings(&cat, Code::Schema);
+    let lines: Vec<usize> = f.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, vec![11, 12, 13, 14, 15, 16, 17], "{f:#?}");
+    assert!(
+        f[0].1.contains("tag `percentile`: value `p(95)`"),
+        "{}",
+        f[0].1
+    );
+    assert!(f[0].1.contains("`_.:/@+=,-`"), "{}", f[0].1);
+    assert!(
+        f[1].1.contains("tag key `a;b`") && f[1].1.contains("`_.-`"),
+        "{}",
+        f[1].1
+    );
+    assert!(
+        f[4].1.contains("tag `testid` is set on every metric"),
+        "{}",
+        f[4].1
+    );
+    let long = one_test(&format!("  tags:\n    long: {}\n", "x".repeat(257)));
+    assert!(findings(&long, Code::Schema)[0].1.contains("256"));
+    let long_key = one_test(&format!("  tags:\n    {}: x\n", "k".repeat(65)));
+    assert!(findings(&long_key, Code::Schema)[0].1.contains("64"));
+}
+
+#[test]
+fn env_names_are_shell_identifiers_and_secret_refs_are_kubernetes_names() {
+    let cat = one_test(concat!(
+        "  env:\n",
+        "    GOOD_1: x\n",
+        "    A-B: x\n",
+        "    'A;B': x\n",
+        "    1X: x\n",
+        "    K6_SUMMARY_TREND_STATS: 'avg'\n",
+        "  secretEnv:\n",
+        "    - name: 'A B'\n",
+        "      secret: Creds_1\n",
+        "      key: 'to ken'\n",
+        "    - {name: _OK, secret: creds.v1, key: .token-1_x}\n",
+    ));
+    let f = findings(&cat, Code::Schema);
+    let lines: Vec<usize> = f.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, vec![11, 12, 13, 14, 16, 17, 18], "{f:#?}");
+    assert!(
+        f[0].1
+            .starts_with("env name `A-B` is not a shell identifier"),
+        "{}",
+        f[0].1
+    );
+    assert!(
+        f[3].1
+            .contains("`K6_SUMMARY_TREND_STATS` would replace the trend statistics"),
+        "{}",
+        f[3].1
+    );
+    assert!(
+        f[4].1
+            .starts_with("secretEnv name `A B` is not a shell identifier"),
+        "{}",
+        f[4].1
+    );
+    assert!(
+        f[5].1.contains("`Creds_1` is not a Secret name"),
+        "{}",
+        f[5].1
+    );
+    assert!(
+        f[6].1.contains("`to ken` is not a Secret key"),
+        "{}",
+        f[6].1
+    );
+}
+
+#[test]
+fn labels_are_kubernetes_labels_and_not_perfsyncs_or_the_operators() {
+    let text = "apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: a\n  labels:\n    team: QA Team\n    example.com/owner: qa_team.1\n    empty: ''\n    perfsync.dev/run: x\n    app.kubernetes.io/managed-by: me\n    app: k6\n    k6_cr: x\n    runner: 'true'\n    job-name: x\n    'bad key': x\n    Example.com/x: y\n    app.kubernetes.io/part-of: shop\nspec:\n  script: script.js\n  targets: [https://api.staging.example.com]\n";
+    let cat = check(
+        &tree(&[
+            ("tests/a/perftest.yaml", text),
+            ("tests/a/script.js", SCRIPT),
+        ]),
+        false,
+    );
+    let f = findings(&cat, Code::Schema);
+    let lines: Vec<usize> = f.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, vec![6, 9, 10, 11, 12, 13, 14, 15, 16], "{f:#?}");
+    assert!(
+        f[0].1
+            .contains("label `team`: `QA Team` is not a Kubernetes label value"),
+        "{}",
+        f[0].1
+    );
+    assert!(
+        f[1].1.contains("`perfsync.dev/run` is perfsync's own"),
+        "{}",
+        f[1].1
+    );
+    assert!(
+        f[2].1
+            .contains("`app.kubernetes.io/managed-by` is perfsync's own"),
+        "{}",
+        f[2].1
+    );
+    assert!(
+        f[3].1.contains("`app` is set by the k6-operator"),
+        "{}",
+        f[3].1
+    );
+    assert!(
+        f[7].1.contains("`bad key` is not a Kubernetes label key"),
+        "{}",
+        f[7].1
+    );
+    assert!(f[8].1.contains("prefix `Example.com`"), "{}", f[8].1);
+}
+
+#[test]
+fn runner_resources_are_kubernetes_quantities() {
+    let cat = one_test(concat!(
+        "  runner:\n",
+        "    resources:\n",
+        "      requests:\n",
+        "        cpu: 2 cores\n",
+        "        memory: 512Mi\n",
+        "      limits:\n",
+        "        cpu: lots\n",
+        "        memory: 1.5.0\n",
+        "        ephemeral-storage: 1e3\n",
+        "    nodeSelector: {pool: load}\n",
+    ));
+    let f = findings(&cat, Code::Schema);
+    let lines: Vec<usize> = f.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, vec![12, 15, 16], "{f:#?}");
+    assert!(
+        f[0].1.starts_with(
+            "spec.runner.resources.requests.cpu: `2 cores` is not a Kubernetes quantity"
+        ),
+        "{}",
+        f[0].1
+    );
+    assert!(
+        f[1].1
+            .starts_with("spec.runner.resources.limits.cpu: `lots`"),
+        "{}",
+        f[1].1
+    );
+    assert!(
+        f[2].1
+            .starts_with("spec.runner.resources.limits.memory: `1.5.0`"),
+        "{}",
+        f[2].1
+    );
+    assert!(f[0].1.contains("`500m`"), "says what to write: {}", f[0].1);
+    let over = one_test(
+        "  runner:\n    resources:\n      requests: {memory: 2Gi}\n      limits: {memory: 1Gi}\n",
+    );
+    let f = findings(&over, Code::Schema);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert!(
+        f[0].1
+            .contains("the request `2Gi` is more than the limit `1Gi`"),
+        "{}",
+        f[0].1
+    );
+    let fine = one_test("  runner:\n    resources:\n      requests: {cpu: 500m, memory: 512Mi}\n      limits: {cpu: '2', memory: 1Gi}\n");
+    assert!(fine.is_valid(), "{:#?}", fine.diagnostics);
+}
+
+#[test]
+fn parallelism_is_capped_at_what_the_operator_can_name_even_without_a_policy() {
+    let cat = one_test("  parallelism: 10000\n");
+    let d = only(&cat, Code::LimitExceeded);
+    assert_at(d, "tests/a/perftest.yaml", 9);
+    assert!(d.message.contains("9999"), "{d}");
+    assert!(one_test("  parallelism: 9999\n").is_valid());
+}
+
+#[test]
+fn the_rendered_configmap_must_fit_kubernetes_limit_of_1_mib() {
+    const LIMIT: usize = 1024 * 1024;
+    let with_data = |data: &str| {
+        check(
+            &tree(&[
+                (
+                    "tests/a/perftest.yaml",
+                    &spec("a", "  thresholds:\n    http_req_duration: ['p(95)<500']\n"),
+                ),
+                ("tests/a/script.js", SCRIPT),
+                ("tests/a/data.txt", data),
+            ]),
+            false,
+        )
+    };
+    // What the ConfigMap holds besides data.txt's content: every key, the script, the entry.
+    let small = with_data("x");
+    let rt = small.tests[0].resolved.clone().unwrap();
+    let size = perfsync::spec::render::configmap_bytes(&rt.bundle, &rt.test.spec.thresholds);
+    let overhead = size as usize - 1;
+    assert!(
+        overhead > SCRIPT.len() + 500,
+        "the entry script counts: {overhead}"
+    );
+
+    let at_limit = with_data(&"x".repeat(LIMIT - overhead));
+    assert!(at_limit.is_valid(), "{:#?}", at_limit.diagnostics);
+    let rt = at_limit.tests[0].resolved.clone().unwrap();
+    assert_eq!(
+        perfsync::spec::render::configmap_bytes(&rt.bundle, &rt.test.spec.thresholds),
+        LIMIT as u64
+    );
+
+    let over = with_data(&"x".repeat(LIMIT - overhead + 1));
+    let d = only(&over, Code::LimitExceeded);
+    assert_at(d, "tests/a/perftest.yaml", 4);
+    assert!(
+        d.message.contains(&format!("{} bytes", LIMIT + 1)) && d.message.contains("1048576"),
+        "{d}"
+    );
+    assert!(over.tests[0].resolved.is_none());
 }

@@ -42,6 +42,7 @@ pub fn run(config_path: Option<&Path>, path: &Path, test: &str) -> i32 {
         image: exec.runner_image,
         env: Vec::new(),
         runner: exec.runner.unwrap_or_default(),
+        starter_image: exec.starter_image,
     };
     let docs = [
         serde_yaml::to_string(&configmap(rt, &defaults.namespace)),

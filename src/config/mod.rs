@@ -298,6 +298,10 @@ pub struct ExecutorConfig {
     /// Runner image when a test names none (kubernetes executor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_image: Option<String>,
+    /// The k6-operator starter's image (the pod that resumes the paused runners), for
+    /// clusters that pull from a mirror; the operator's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starter_image: Option<String>,
     /// Path of the k6 binary (local executor); `k6` on PATH when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k6_binary: Option<String>,
@@ -473,6 +477,19 @@ impl Config {
                 file: file.to_string(),
                 message,
             })?;
+        if let Some(r) = &config.executor.runner {
+            let found = crate::spec::k8s::check_runner("executor.runner", r);
+            if !found.is_empty() {
+                return Err(ConfigError::Policy {
+                    file: file.to_string(),
+                    message: found
+                        .iter()
+                        .map(|f| f.message.clone())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -493,6 +510,7 @@ impl Default for ExecutorConfig {
             kind: ExecutorKind::Local,
             namespace: None,
             runner_image: None,
+            starter_image: None,
             k6_binary: None,
             kubeconfig: None,
             runner: None,

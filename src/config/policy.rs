@@ -1,5 +1,6 @@
 use crate::spec::allowlist::Allowlist;
 use crate::spec::duration::KDuration;
+use crate::spec::render::MAX_PARALLELISM;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +16,9 @@ pub struct Policy {
     pub max_vus: u32,
     #[serde(default = "d_max_duration")]
     pub max_duration: KDuration,
+    /// At most 9999: runner Services are named `<testrun>-service-<i>`.
     #[serde(default = "d_max_parallelism")]
+    #[schemars(range(min = 1, max = 9999))]
     pub max_parallelism: u32,
     #[serde(default = "d_max_concurrent_runs")]
     pub max_concurrent_runs: u32,
@@ -115,9 +118,35 @@ impl Policy {
                 "policy.maxVUs, maxParallelism and maxConcurrentRuns must be at least 1".into(),
             );
         }
+        if self.max_parallelism > MAX_PARALLELISM {
+            return Err(format!(
+                "policy.maxParallelism is {}; at most {MAX_PARALLELISM} (the k6-operator names runner Services `<testrun>-service-<i>`, which must fit in 63 characters)",
+                self.max_parallelism
+            ));
+        }
         if self.default_timeout > self.max_timeout {
             return Err("policy.defaultTimeout is longer than policy.maxTimeout".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_parallelism_is_capped_at_what_the_operator_can_name() {
+        let mut p = Policy {
+            max_parallelism: MAX_PARALLELISM,
+            ..Policy::default()
+        };
+        assert_eq!(p.check(), Ok(()));
+        p.max_parallelism = MAX_PARALLELISM + 1;
+        let e = p.check().unwrap_err();
+        assert!(
+            e.contains("policy.maxParallelism") && e.contains("9999"),
+            "{e}"
+        );
     }
 }

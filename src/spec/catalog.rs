@@ -4,6 +4,7 @@
 use super::bundle::{self, Bundle, SPEC_FILES, TEMPLATE_FILES};
 use super::checks::{check_scripts, check_spec, PolicyCheck, SpecSource};
 use super::diagnostic::{Code, Diagnostic, Pos};
+use super::k8s::MAX_CONFIGMAP_BYTES;
 use super::locate::Seg;
 use super::model::{PerfTemplate, PerfTest, API_VERSION, KIND_TEMPLATE, KIND_TEST};
 use super::parse::{self, Doc};
@@ -711,6 +712,17 @@ fn resolve_test(
         if size > p.policy.max_bundle_bytes {
             errs.push(src.diag(&[Key("metadata"), Key("name")], Code::LimitExceeded, format!(
                 "the bundle holds {size} bytes, over the policy's maxBundleBytes of {}; move large data out of the test's folder", p.policy.max_bundle_bytes
+            )));
+        }
+    }
+    if !bundle.entry.is_empty() {
+        // Whatever the policy says, the apiserver refuses a bigger ConfigMap (422), so the
+        // run would end at its start.
+        let size = super::render::configmap_bytes(&bundle, &test.spec.thresholds);
+        if size > MAX_CONFIGMAP_BYTES {
+            errs.push(src.diag(&[Key("metadata"), Key("name")], Code::LimitExceeded, format!(
+                "the test's ConfigMap would hold {size} bytes ({} in the bundle's files, the rest in keys and the generated entry script), over the {MAX_CONFIGMAP_BYTES} bytes Kubernetes allows in one ConfigMap; move large data out of the test's folder",
+                bundle.total_bytes()
             )));
         }
     }

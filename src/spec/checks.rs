@@ -4,9 +4,11 @@
 use super::allowlist::{normalize, Allowlist};
 use super::bundle::Bundle;
 use super::diagnostic::{pos_of_offset, Code, Diagnostic, Pos};
+use super::k8s;
 use super::locate::{locate, Seg};
 use super::model::{Load, PerfTest};
 use super::parse::Doc;
+use super::render::MAX_PARALLELISM;
 use super::script_scan::{self, Usage};
 use super::threshold::{parse_expr, parse_metric_key};
 use crate::config::Policy;
@@ -82,22 +84,19 @@ pub fn check_spec(
             }
         }
     }
+    check_kubernetes_fields(src, test, out);
     // Tags travel as `--tag key=value` in the TestRun's `arguments` string, which the
-    // k6-operator splits on whitespace.
+    // k6-operator splits on whitespace and pastes unquoted into a shell script.
     for (key, value) in &s.tags {
-        if key.is_empty()
-            || key.contains(['=', ' ', '\t', '\n'])
-            || value.contains(char::is_whitespace)
-        {
-            out.push(src.diag(
-                &[Key("spec"), Key("tags"), Key(key)],
-                Code::Schema,
-                format!("tag `{key}: {value}`: keys need at least one character and no `=` or whitespace, values no whitespace (k6 gets them as `--tag key=value` arguments); use `-` or `_` instead"),
-            ));
+        if let Err(e) = check_tag(key, value) {
+            out.push(src.diag(&[Key("spec"), Key("tags"), Key(key)], Code::Schema, e));
         }
     }
     for (name, value) in &s.env {
         let path = [Key("spec"), Key("env"), Key(name)];
+        if let Err(e) = check_env_name(name) {
+            out.push(src.diag(&path, Code::Schema, format!("env {e}")));
+        }
         if looks_secret(name) && !value.is_empty() {
             out.push(src.diag(
                 &path,
@@ -147,11 +146,121 @@ pub fn check_spec(
             "parallelism must be at least 1",
         ));
     }
+    if s.parallelism() > MAX_PARALLELISM {
+        out.push(src.diag(
+            &[Key("spec"), Key("parallelism")],
+            Code::LimitExceeded,
+            format!(
+                "parallelism {} is over {MAX_PARALLELISM}, the most runners the k6-operator can name (`<testrun>-service-<i>` must fit in 63 characters); lower it",
+                s.parallelism()
+            ),
+        ));
+    }
     if let Some(load) = &s.load {
         check_load_shape(src, load, out);
     }
     if let Some(p) = policy {
         check_limits(src, test, p.policy, out);
+    }
+}
+
+/// Characters a tag key may hold besides ASCII letters and digits.
+pub const TAG_KEY_EXTRA: &str = "_.-";
+/// Characters a tag value may hold besides ASCII letters and digits.
+pub const TAG_VALUE_EXTRA: &str = "_.:/@+=,-";
+pub const TAG_KEY_MAX: usize = 64;
+pub const TAG_VALUE_MAX: usize = 256;
+/// Tags perfsync and the k6-operator give every metric of a run.
+pub const RESERVED_TAGS: [&str; 3] = ["testid", "instance_id", "testrun_name"];
+/// Environment variables perfsync relies on being its own: the trend statistics are script
+/// options, which k6's environment would override.
+pub const RESERVED_ENV: [&str; 1] = ["K6_SUMMARY_TREND_STATS"];
+
+/// A k6 tag of the spec: it becomes the `--tag key=value` argument of a TestRun, which the
+/// k6-operator pastes unquoted into a shell script, so only characters inert in `sh` pass.
+/// Keys: 1–64 of `A-Z a-z 0-9 _ . -`; values: 1–256 of `A-Z a-z 0-9 _ . : / @ + = , -`.
+pub fn check_tag(key: &str, value: &str) -> Result<(), String> {
+    let fits = |s: &str, extra: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+    };
+    if !fits(key, TAG_KEY_EXTRA, TAG_KEY_MAX) {
+        return Err(format!(
+            "tag key `{key}`: use 1 to {TAG_KEY_MAX} ASCII letters, digits and `{TAG_KEY_EXTRA}` (k6 gets tags as `--tag key=value` arguments, which the k6-operator passes through a shell)"
+        ));
+    }
+    if !fits(value, TAG_VALUE_EXTRA, TAG_VALUE_MAX) {
+        return Err(format!(
+            "tag `{key}`: value `{value}` may hold only 1 to {TAG_VALUE_MAX} ASCII letters, digits and `{TAG_VALUE_EXTRA}` (k6 gets tags as `--tag key=value` arguments, which the k6-operator passes through a shell); replace spaces and other characters with `-` or `_`"
+        ));
+    }
+    if RESERVED_TAGS.contains(&key) {
+        return Err(format!(
+            "tag `{key}` is set on every metric by perfsync or the k6-operator ({}); choose another key",
+            RESERVED_TAGS.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// An environment variable's name: a shell identifier, `[A-Za-z_][A-Za-z0-9_]*` (the
+/// k6-operator's initializer passes each as `-e NAME="${NAME}"` in a shell script).
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ok {
+        return Err(format!(
+            "name `{name}` is not a shell identifier; use ASCII letters, digits and `_`, not starting with a digit, e.g. `BASE_URL`"
+        ));
+    }
+    if RESERVED_ENV.contains(&name) {
+        return Err(format!(
+            "`{name}` would replace the trend statistics perfsync needs from every runner; set `summaryTrendStats` in the script's options instead (perfsync adds its own to that list)"
+        ));
+    }
+    Ok(())
+}
+
+/// What becomes part of a Kubernetes object: labels, secret references, runner settings.
+fn check_kubernetes_fields(src: &SpecSource, test: &PerfTest, out: &mut Vec<Diagnostic>) {
+    use Seg::{Index, Key};
+    for (key, value) in &test.metadata.labels {
+        if let Err(e) = k8s::check_test_label(key, value) {
+            out.push(src.diag(&[Key("metadata"), Key("labels"), Key(key)], Code::Schema, e));
+        }
+    }
+    for (i, se) in test.spec.secret_env.iter().enumerate() {
+        let at = |field| [Key("spec"), Key("secretEnv"), Index(i), Key(field)];
+        if let Err(e) = check_env_name(&se.name) {
+            out.push(src.diag(&at("name"), Code::Schema, format!("secretEnv {e}")));
+        }
+        if !k8s::is_dns1123_subdomain(&se.secret) {
+            out.push(src.diag(&at("secret"), Code::Schema, format!(
+                "secretEnv `{}`: `{}` is not a Secret name; use lowercase letters, digits, `-` and `.` (at most 253)",
+                se.name, se.secret
+            )));
+        }
+        let key_ok = !se.key.is_empty()
+            && se.key.len() <= 253
+            && se
+                .key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c));
+        if !key_ok {
+            out.push(src.diag(&at("key"), Code::Schema, format!(
+                "secretEnv `{}`: `{}` is not a Secret key; use letters, digits, `-`, `_` and `.` (at most 253)",
+                se.name, se.key
+            )));
+        }
+    }
+    if let Some(runner) = &test.spec.runner {
+        for f in k8s::check_runner("spec.runner", runner) {
+            let mut path = vec![Key("spec"), Key("runner")];
+            path.extend(f.path.iter().map(|p| Key(p.as_str())));
+            out.push(src.diag(&path, Code::Schema, f.message));
+        }
     }
 }
 
@@ -303,7 +412,7 @@ pub fn check_scripts(
                     "`{spec}` leads outside the test's bundle; keep imported and opened files in the test's folder"
                 ))),
                 // `open()` of a computed path cannot be checked before the run.
-                Some(p) if !bundle.files.contains_key(&p) && !(lit.usage == Usage::Open && spec.contains("${")) => {
+                Some(p) if !bundle.files.contains_key(&p) && (lit.usage != Usage::Open || !spec.contains("${")) => {
                     out.push(Diagnostic::new(origin, pos, Code::ScriptMissing, format!(
                         "`{spec}` is not in the test's bundle; add the file or fix the path"
                     )))

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod checks;
 pub mod diagnostic;
 pub mod duration;
+pub mod k8s;
 pub mod locate;
 pub mod model;
 pub mod parse;

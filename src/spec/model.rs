@@ -36,7 +36,9 @@ pub struct Metadata {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Copied to every object perfsync creates for this test.
+    /// Kubernetes labels, copied to the test's ConfigMap and TestRun (never to its pods).
+    /// perfsync's own keys (`perfsync.dev/…`, `app.kubernetes.io/managed-by`) and the
+    /// k6-operator's (`app`, `k6_cr`, `runner`, `job-name`) are refused.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub labels: SmallMap<String, String>,
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
@@ -60,19 +62,21 @@ pub struct PerfTestSpec {
     /// Overrides the load options of the script itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<Load>,
-    /// Number of k6-operator runners (default 1).
+    /// Number of k6-operator runners (default 1, at most 9999).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 9999))]
     pub parallelism: Option<u32>,
     /// k6 threshold expressions per metric, judged by perfsync over the whole run.
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub thresholds: Thresholds,
-    /// Plain environment values. Secrets belong in `secretEnv`.
+    /// Plain environment values. Secrets belong in `secretEnv`. Names are shell identifiers
+    /// (`[A-Za-z_][A-Za-z0-9_]*`).
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub env: SmallMap<String, String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_env: Vec<SecretEnv>,
-    /// k6 tags added to every metric.
+    /// k6 tags added to every metric. Keys: 1–64 of `A-Za-z0-9_.-`; values: 1–256 of
+    /// `A-Za-z0-9_.:/@+=,-` (they reach a shell unquoted on the k6-operator).
     #[serde(default, skip_serializing_if = "SmallMap::is_empty")]
     pub tags: SmallMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

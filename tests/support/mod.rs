@@ -5,6 +5,7 @@
 pub mod daemon;
 pub mod http_git;
 pub mod kube_api;
+pub mod kube_ground;
 pub mod operator;
 pub mod parts;
 

@@ -11,7 +11,9 @@ pub mod crd;
 pub mod follow;
 pub mod lease;
 pub mod mirror;
+pub mod pruned;
 pub mod reflect;
+pub mod watches;
 
 use super::run::{write_atomic, Collected, Meta, RunDir, StartRun};
 use super::ExecutorError;
@@ -22,7 +24,7 @@ use crate::spec::render::{self, RunnerDefaults, LABEL_RUN, LABEL_TEST, MANAGED_B
 use crate::spec::Catalog;
 use chrono::{DateTime, Utc};
 use follow::RunnerState;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{
     DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
 };
@@ -40,6 +42,8 @@ pub const META_ANNOTATION: &str = "perfsync.dev/meta";
 /// replica's API).
 pub const ABORT_ANNOTATION: &str = "perfsync.dev/abort";
 const ATTEMPTS: u32 = 8;
+/// Rounds of reading an ended runner's log (each with its own retries) before giving up.
+const LOG_ROUNDS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -53,6 +57,8 @@ pub enum KubeError {
     },
     #[error("{0}")]
     Local(#[from] super::run::DirError),
+    #[error("the TestRun CRD installed in the cluster dropped {fields} from TestRun {testrun}: the k6-operator there is older than perfsync supports (v1.5.0 or later); install its current CRD")]
+    Pruned { testrun: String, fields: String },
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
@@ -68,6 +74,8 @@ pub struct KubeExecutor {
     pub defaults: RunnerDefaults,
     pub stall: Duration,
     pub mirror: mirror::Mirror,
+    /// One TestRun watch and one pod watch for every run followed.
+    watches: watches::Watches,
     /// The revision of every valid test, for pruning ConfigMaps.
     current: Mutex<BTreeMap<String, String>>,
 }
@@ -84,8 +92,14 @@ impl KubeExecutor {
         stall: Duration,
     ) -> KubeExecutor {
         let namespace = defaults.namespace.clone();
+        let watches = watches::Watches::new(
+            Api::namespaced_with(client.clone(), &namespace, &api::testrun_resource()),
+            Api::namespaced(client.clone(), &namespace),
+            managed(),
+        );
         KubeExecutor {
             mirror: mirror::Mirror::new(client.clone(), &namespace),
+            watches,
             client,
             namespace,
             root,
@@ -157,6 +171,7 @@ impl KubeExecutor {
 
     async fn apply_testrun(&self, rt: &ResolvedTest, meta: &Meta) -> Result<(), KubeError> {
         let mut tr = render::testrun(rt, &meta.run_id, &self.defaults);
+        let name = tr.metadata.name.clone();
         tr.metadata.annotations.insert(
             META_ANNOTATION.into(),
             serde_json::to_string(meta).unwrap_or_default(),
@@ -167,12 +182,23 @@ impl KubeExecutor {
         let api = self.testruns();
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let patch = Patch::Apply(&body);
-        api::retry("apply TestRun", ATTEMPTS, || {
-            api.patch(&meta.run_id, &pp, &patch)
-        })
-        .await
-        .map_err(api_err(format!("applying TestRun {}", meta.run_id)))?;
-        info!(run = %meta.run_id, "TestRun applied");
+        let kept = api::retry("apply TestRun", ATTEMPTS, || api.patch(&name, &pp, &patch))
+            .await
+            .map_err(api_err(format!("applying TestRun {name}")))?;
+        // Never run without a field the installed CRD dropped (VUs, duration, tags…).
+        let dropped = pruned::pruned_paths(&body["spec"], &kept.data["spec"]);
+        if !dropped.is_empty() {
+            let _ = self.delete_testrun(&name).await;
+            return Err(KubeError::Pruned {
+                testrun: name,
+                fields: dropped
+                    .iter()
+                    .map(|f| format!("spec.{f}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        info!(run = %meta.run_id, testrun = %name, "TestRun applied");
         Ok(())
     }
 
@@ -188,8 +214,11 @@ impl KubeExecutor {
             Ok(list) => {
                 for tr in list.items {
                     let name = tr.name_any();
-                    let path = self.root.join(&name);
-                    if known.contains(&name) || RunDir::load(&path).is_some() {
+                    let Some(run) = tr.labels().get(LABEL_RUN).cloned() else {
+                        continue;
+                    };
+                    let path = self.root.join(&run);
+                    if known.contains(&run) || RunDir::load(&path).is_some() {
                         continue;
                     }
                     let meta = tr
@@ -211,7 +240,7 @@ impl KubeExecutor {
         out
     }
 
-    async fn read_log(&self, pod: &str) -> Option<String> {
+    async fn read_log(&self, pod: &str) -> Result<String, kube::Error> {
         let api = self.pods();
         let lp = LogParams {
             container: Some("k6".into()),
@@ -219,13 +248,9 @@ impl KubeExecutor {
         };
         let got = api::retry("read pod log", 4, || api.logs(pod, &lp)).await;
         match got {
-            Ok(l) => Some(l),
             // A pod whose only container is named otherwise.
-            Err(e) if api::code(&e) == Some(400) => api.logs(pod, &LogParams::default()).await.ok(),
-            Err(e) => {
-                warn!(pod, error = %e, "cannot read the runner's log yet");
-                None
-            }
+            Err(e) if api::code(&e) == Some(400) => api.logs(pod, &LogParams::default()).await,
+            other => other,
         }
     }
 
@@ -253,72 +278,72 @@ impl KubeExecutor {
         {
             return c;
         }
-        let name = dir.meta.run_id.clone();
+        let name = render::testrun_name(&dir.meta.test, &dir.meta.run_id);
         let n = dir.meta.parallelism.max(1);
-        let mut trs = reflect::reflect(self.testruns(), "testrun", format!("{LABEL_RUN}={name}"));
-        let mut pods = reflect::reflect(self.pods(), "pod", format!("k6_cr={name}"));
-        // Logs by runner index: (pod, log).
-        let mut logs: BTreeMap<u32, (String, String)> = BTreeMap::new();
+        let mut view = self.watches.follow(&name);
+        let mut view_open = true;
+        let mut logs = Logs::default();
         let mut last_key = String::new();
         let mut last_progress = tokio::time::Instant::now();
         let mut seen = false;
         let ending = loop {
-            let (tr_snap, pod_snap) = (trs.borrow().clone(), pods.borrow().clone());
-            if tr_snap.listed && pod_snap.listed {
-                let tr = tr_snap.objects.get(&name);
+            let v = view.borrow_and_update().clone();
+            if v.listed {
+                let tr = v.testrun.as_deref();
                 seen |= tr.is_some();
                 let stage = tr.and_then(follow::stage);
-                let runners = follow::runners(pod_snap.objects.values(), &name);
-                for (i, pod) in &runners {
-                    let pname = pod.name_any();
-                    let fetched = logs.get(i).is_some_and(|(p, _)| *p == pname);
-                    if !fetched && matches!(follow::runner_state(pod), RunnerState::Ended { .. }) {
-                        if let Some(l) = self.read_log(&pname).await {
-                            logs.insert(*i, (pname, l));
-                        }
+                let pods = follow::run_pods(v.pods.values().map(|p| p.as_ref()), &name);
+                for (i, pod) in &pods.runners {
+                    if matches!(follow::runner_state(pod), RunnerState::Ended { .. }) {
+                        self.fetch_log(*i, pod, &mut logs, false).await;
                     }
                 }
-                let ended_with_log = |i: &u32| {
-                    runners.get(i).is_some_and(|p| {
+                let done = |i: &u32| {
+                    pods.runners.get(i).is_some_and(|p| {
                         matches!(follow::runner_state(p), RunnerState::Ended { .. })
-                            && logs.get(i).is_some_and(|(pn, _)| *pn == p.name_any())
+                            && logs.has(*i, p)
                     })
                 };
-                if (1..=n).all(|i| ended_with_log(&i)) {
+                if (1..=n).all(|i| done(&i)) {
                     break Ending::Finished;
                 }
                 if let Some(why) = tr.and_then(|t| t.annotations().get(ABORT_ANNOTATION).cloned()) {
-                    self.stop(&name, &runners, &mut logs).await;
+                    self.stop(&name, &pods.runners, &mut logs).await;
                     break Ending::Aborted(why);
                 }
                 if stage.as_deref() == Some("error") {
-                    let why = tr.map(follow::stage_error).unwrap_or_default();
-                    self.stop(&name, &runners, &mut logs).await;
+                    let init_log = match pods.initializer {
+                        Some(p) => self.read_log(&p.name_any()).await.ok(),
+                        None => None,
+                    };
+                    let why = follow::error_cause(tr, &pods, init_log.as_deref(), n);
+                    self.stop(&name, &pods.runners, &mut logs).await;
                     break Ending::Error(why);
                 }
-                if stage.as_deref() == Some("finished") && runners.keys().all(ended_with_log) {
+                if stage.as_deref() == Some("finished") && pods.runners.keys().all(done) {
                     break Ending::Finished; // runners without a pod are lost
                 }
                 if tr.is_none() && seen {
-                    self.stop(&name, &runners, &mut logs).await;
+                    self.stop(&name, &pods.runners, &mut logs).await;
                     break Ending::Error(
                         "the TestRun was deleted by someone other than perfsync".into(),
                     );
                 }
-                let key = follow::progress_key(stage.as_deref(), &runners);
-                let running = runners
-                    .values()
-                    .any(|p| follow::runner_state(p) == RunnerState::Running);
+                let key = follow::progress_key(stage.as_deref(), &pods);
                 if key != last_key {
                     last_key = key;
                     last_progress = tokio::time::Instant::now();
-                } else if !running && last_progress.elapsed() >= self.stall {
-                    let why = format!(
-                        "no progress for {}s: {}",
-                        self.stall.as_secs(),
-                        follow::stall_reason(stage.as_deref(), &runners, n)
-                    );
-                    self.stop(&name, &runners, &mut logs).await;
+                } else if !follow::working(stage.as_deref(), &pods)
+                    && last_progress.elapsed() >= self.stall
+                {
+                    let (cause, ask) = follow::stall_cause(stage.as_deref(), &pods, n);
+                    let mut why = format!("no progress for {}s: {cause}", self.stall.as_secs());
+                    for pod in ask {
+                        if let Some(ev) = self.pod_warning(&pod).await {
+                            why.push_str(&format!("; pod {pod}: {ev}"));
+                        }
+                    }
+                    self.stop(&name, &pods.runners, &mut logs).await;
                     break Ending::Error(why);
                 }
             }
@@ -328,59 +353,97 @@ impl KubeExecutor {
                 cancel.borrow().clone().map(Ending::Aborted)
             };
             if let Some(ending) = stop_for {
-                let snap = pods.borrow().clone();
-                let runners = follow::runners(snap.objects.values(), &name);
+                let v = view.borrow().clone();
+                let runners = follow::runners(v.pods.values().map(|p| p.as_ref()), &name);
                 self.stop(&name, &runners, &mut logs).await;
                 break ending;
             }
             tokio::select! {
-                _ = trs.changed() => {}
-                _ = pods.changed() => {}
+                changed = view.changed(), if view_open => view_open = changed.is_ok(),
                 _ = cancel.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         };
-        let final_pods = pods.borrow().clone();
-        let runners = follow::runners(final_pods.objects.values(), &name);
+        let v = view.borrow().clone();
+        let runners = follow::runners(v.pods.values().map(|p| p.as_ref()), &name);
         let collected = collect(dir, n, ending, &runners, &logs);
-        for (i, (_, log)) in &logs {
+        for (i, (_, log)) in &logs.text {
             let _ = std::fs::write(dir.path.join(format!("runner-{i}.log")), log);
         }
         if let Err(e) = write_atomic(
             &collected_path,
             &serde_json::to_vec(&collected).unwrap_or_default(),
         ) {
-            warn!(run = %name, error = %e, "cannot keep what was collected");
+            warn!(run = %dir.meta.run_id, error = %e, "cannot keep what was collected");
         }
         collected
     }
 
-    /// Stops a run: reads what the runners logged so far, then deletes the TestRun (its
-    /// Jobs and pods go with it).
-    async fn stop(
-        &self,
-        name: &str,
-        runners: &BTreeMap<u32, &Pod>,
-        logs: &mut BTreeMap<u32, (String, String)>,
-    ) {
-        for (i, pod) in runners {
-            let pname = pod.name_any();
-            if logs.get(i).is_some_and(|(p, _)| *p == pname) {
-                continue;
+    /// Reads runner `i`'s log once it ended. A log that cannot be read (its node is gone)
+    /// is given up after a few rounds, or at once when `last`: the runner then ends with its
+    /// exit code and a note, never as a stall.
+    async fn fetch_log(&self, i: u32, pod: &Pod, logs: &mut Logs, last: bool) {
+        let pname = pod.name_any();
+        if logs.has(i, pod) {
+            return;
+        }
+        match self.read_log(&pname).await {
+            Ok(l) => {
+                logs.text.insert(i, (pname, l));
             }
-            if let Some(l) = self.read_log(&pname).await {
-                logs.insert(*i, (pname, l));
+            Err(e) => {
+                let tries = logs.failures.entry(pname.clone()).or_default();
+                *tries += 1;
+                if last || *tries >= LOG_ROUNDS || api::is_not_found(&e) {
+                    warn!(pod = %pname, error = %e, "giving up on the runner's log");
+                    logs.notes
+                        .insert(i, format!("its log could not be read ({})", short_error(&e)));
+                    logs.text.insert(i, (pname, String::new()));
+                }
             }
         }
+    }
+
+    /// The newest warning event of a pod (`FailedMount: …`), which says why a pod waits
+    /// when its own status does not.
+    async fn pod_warning(&self, pod: &str) -> Option<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
+        let lp = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+        let list = api::retry("list events", 3, || api.list(&lp)).await.ok()?;
+        list.items
+            .into_iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .max_by_key(|e| {
+                e.last_timestamp
+                    .as_ref()
+                    .map(|t| t.0.as_second())
+                    .unwrap_or_default()
+            })
+            .map(|e| {
+                format!(
+                    "{}: {}",
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+    }
+
+    /// Stops a run: reads what the runners logged so far, then deletes the TestRun (its
+    /// Jobs and pods go with it).
+    async fn stop(&self, name: &str, runners: &BTreeMap<u32, &Pod>, logs: &mut Logs) {
+        for (i, pod) in runners {
+            self.fetch_log(*i, pod, logs, true).await;
+        }
         if let Err(e) = self.delete_testrun(name).await {
-            warn!(run = %name, error = %e, "cannot delete the TestRun; pruned later");
+            warn!(testrun = %name, error = %e, "cannot delete the TestRun; pruned later");
         }
     }
 
     /// After recording: delete the TestRun, never adopt the run again, update its mirror,
     /// prune what no test needs any more.
     pub async fn recorded(&self, dir: &RunDir, summary: &RunSummary) {
-        if let Err(e) = self.delete_testrun(&dir.meta.run_id).await {
+        let name = render::testrun_name(&dir.meta.test, &dir.meta.run_id);
+        if let Err(e) = self.delete_testrun(&name).await {
             warn!(run = %dir.meta.run_id, error = %e, "cannot delete the TestRun; pruned later");
         }
         dir.mark_recorded();
@@ -391,11 +454,22 @@ impl KubeExecutor {
     /// Marks the run's TestRun for stopping; the replica following it sees the mark.
     pub async fn request_abort(&self, run_id: &str, why: &str) -> bool {
         let api = self.testruns();
+        let lp = ListParams::default().labels(&format!("{LABEL_RUN}={run_id}"));
+        let name = match api::retry("find TestRun", ATTEMPTS, || api.list(&lp)).await {
+            Ok(l) => match l.items.first() {
+                Some(tr) => tr.name_any(),
+                None => return false,
+            },
+            Err(e) => {
+                warn!(run = %run_id, error = %e, "cannot find the run's TestRun");
+                return false;
+            }
+        };
         let patch = serde_json::json!({"metadata": {"annotations": {ABORT_ANNOTATION: why}}});
         let pp = PatchParams::default();
         let p = Patch::Merge(&patch);
         match api::retry("mark TestRun aborted", ATTEMPTS, || {
-            api.patch(run_id, &pp, &p)
+            api.patch(&name, &pp, &p)
         })
         .await
         {
@@ -439,7 +513,10 @@ impl KubeExecutor {
         let mut used: BTreeSet<String> = BTreeSet::new();
         for tr in &runs.items {
             let name = tr.name_any();
-            if RunDir::load(&self.root.join(&name)).is_some_and(|d| d.is_recorded()) {
+            let run = tr.labels().get(LABEL_RUN).cloned().unwrap_or_default();
+            if !run.is_empty()
+                && RunDir::load(&self.root.join(&run)).is_some_and(|d| d.is_recorded())
+            {
                 let _ = self.delete_testrun(&name).await;
                 continue;
             }
@@ -485,12 +562,12 @@ fn collect(
     n: u32,
     ending: Ending,
     runners: &BTreeMap<u32, &Pod>,
-    logs: &BTreeMap<u32, (String, String)>,
+    logs: &Logs,
 ) -> Collected {
     let mut end: Option<DateTime<Utc>> = None;
     let reports = (1..=n)
         .map(|i| {
-            let summary = logs.get(&i).and_then(|(_, l)| summary_from_output(l));
+            let summary = logs.text.get(&i).and_then(|(_, l)| summary_from_output(l));
             let (exit_code, reason) = match runners.get(&i).map(|p| follow::runner_state(p)) {
                 Some(RunnerState::Ended {
                     exit_code,
@@ -508,6 +585,10 @@ fn collect(
                     Some("the runner's pod was never seen (lost, or never created)".into()),
                 ),
             };
+            let reason = match (reason, logs.notes.get(&i)) {
+                (Some(r), Some(n)) => Some(format!("{r}; {n}")),
+                (r, n) => r.or_else(|| n.cloned()),
+            };
             RunnerReport {
                 index: i,
                 exit_code,
@@ -521,5 +602,28 @@ fn collect(
         ending,
         start: dir.meta.start,
         end: end.unwrap_or_else(Utc::now),
+    }
+}
+
+/// What was read of the runners' logs: text by runner (with the pod it came from), notes
+/// for logs given up on, failed reads by pod.
+#[derive(Default)]
+struct Logs {
+    text: BTreeMap<u32, (String, String)>,
+    notes: BTreeMap<u32, String>,
+    failures: BTreeMap<String, u32>,
+}
+
+impl Logs {
+    fn has(&self, i: u32, pod: &Pod) -> bool {
+        self.text.get(&i).is_some_and(|(p, _)| *p == pod.name_any())
+    }
+}
+
+/// An API error in a few words (a Status's message, not the whole debug form).
+fn short_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
     }
 }

@@ -1,64 +1,35 @@
-//! List-then-watch of the objects matching a label selector, kept as a current snapshot:
-//! resumes a cut watch from the last resourceVersion it saw (bookmarks included) and lists
-//! again when the server answers `410 Gone` or fails.
+//! List-then-watch of the objects matching a label selector, namespace-wide, handed to a
+//! sink as changes: resumes a cut watch from the last resourceVersion it saw (bookmarks
+//! included) and lists again when the server answers `410 Gone` or fails. One reflector per
+//! kind serves every run, as a controller's informer does, so the load on the apiserver does
+//! not grow with the number of runs.
 
 use super::api::is_transient;
 use futures::TryStreamExt;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
-use tokio::sync::watch;
-use tracing::{debug, Instrument};
+use tracing::debug;
 
-/// The objects as last seen; `listed` is false until the first list succeeded.
-#[derive(Debug, Clone)]
-pub struct Snapshot<K> {
-    pub objects: BTreeMap<String, K>,
-    pub listed: bool,
+/// What a reflector hands its sink.
+pub enum Change<K> {
+    /// A fresh list: every object that matches now (the sink forgets the others).
+    Listed(Vec<K>),
+    Applied(K),
+    Deleted(K),
 }
 
-impl<K> Default for Snapshot<K> {
-    fn default() -> Self {
-        Snapshot {
-            objects: BTreeMap::new(),
-            listed: false,
-        }
-    }
-}
-
-/// Starts reflecting; the task ends when the receiver is dropped.
-pub fn reflect<K>(api: Api<K>, what: &'static str, selector: String) -> watch::Receiver<Snapshot<K>>
+/// Reflects until the future is dropped; never returns on its own (errors are retried).
+pub async fn reflect<K, F>(api: Api<K>, selector: String, mut sink: F)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    let (tx, rx) = watch::channel(Snapshot::default());
-    let span = tracing::debug_span!("reflect", what, selector = %selector);
-    tokio::spawn(
-        async move {
-            tokio::select! {
-                _ = run(&api, &selector, &tx) => {}
-                _ = tx.closed() => {}
-            }
-        }
-        .instrument(span),
-    );
-    rx
-}
-
-enum Restart {
-    Relist,
-}
-
-async fn run<K>(api: &Api<K>, selector: &str, tx: &watch::Sender<Snapshot<K>>)
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Change<K>) + Send,
 {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let list = match api.list(&ListParams::default().labels(selector)).await {
+        let list = match api.list(&ListParams::default().labels(&selector)).await {
             Ok(l) => l,
             Err(e) => {
                 debug!(error = %e, transient = is_transient(&e), "list failed; retrying");
@@ -69,28 +40,19 @@ where
         };
         backoff = Duration::from_millis(100);
         let mut rv = list.metadata.resource_version.clone().unwrap_or_default();
-        let mut objects: BTreeMap<String, K> =
-            list.items.into_iter().map(|o| (o.name_any(), o)).collect();
-        tx.send_replace(Snapshot {
-            objects: objects.clone(),
-            listed: true,
-        });
-        let Restart::Relist = watch_from(api, selector, &mut rv, &mut objects, tx).await;
+        sink(Change::Listed(list.items));
+        watch_from(&api, &selector, &mut rv, &mut sink).await;
         tokio::time::sleep(backoff).await;
     }
 }
 
-/// Watches from `rv` until the server says the version is gone or fails; a stream that
-/// merely ends (server timeout, connection cut) is resumed from the last version seen.
-async fn watch_from<K>(
-    api: &Api<K>,
-    selector: &str,
-    rv: &mut String,
-    objects: &mut BTreeMap<String, K>,
-    tx: &watch::Sender<Snapshot<K>>,
-) -> Restart
+/// Watches from `rv` until the server says the version is gone or fails (then the caller
+/// lists again); a stream that merely ends (server timeout, connection cut) is resumed from
+/// the last version seen.
+async fn watch_from<K, F>(api: &Api<K>, selector: &str, rv: &mut String, sink: &mut F)
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    F: FnMut(Change<K>) + Send,
 {
     loop {
         let mut wp = WatchParams::default().labels(selector).timeout(290);
@@ -99,7 +61,7 @@ where
             Ok(s) => s,
             Err(e) => {
                 debug!(error = %e, "watch failed; listing again");
-                return Restart::Relist;
+                return;
             }
         };
         let mut stream = std::pin::pin!(stream.into_stream());
@@ -110,26 +72,18 @@ where
                         if let Some(v) = o.resource_version() {
                             *rv = v;
                         }
-                        objects.insert(o.name_any(), o);
-                        tx.send_replace(Snapshot {
-                            objects: objects.clone(),
-                            listed: true,
-                        });
+                        sink(Change::Applied(o));
                     }
                     WatchEvent::Deleted(o) => {
                         if let Some(v) = o.resource_version() {
                             *rv = v;
                         }
-                        objects.remove(&o.name_any());
-                        tx.send_replace(Snapshot {
-                            objects: objects.clone(),
-                            listed: true,
-                        });
+                        sink(Change::Deleted(o));
                     }
                     WatchEvent::Bookmark(b) => *rv = b.metadata.resource_version,
                     WatchEvent::Error(s) => {
                         debug!(code = s.code, reason = %s.reason, "watch error; listing again");
-                        return Restart::Relist;
+                        return;
                     }
                 },
                 Ok(None) => break, // ended: resume from rv
@@ -141,4 +95,9 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The name an object is kept under.
+pub fn key<K: Resource>(o: &K) -> String {
+    o.name_any()
 }
