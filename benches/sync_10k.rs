@@ -106,6 +106,7 @@ async fn main() {
         pool: Some(pool.clone()),
         scheduler: None,
         repository_url: None,
+        page: Default::default(),
     });
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     let (tx, mut outcomes) = tokio::sync::mpsc::channel(4);

@@ -230,6 +230,7 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         pool: Some(pool),
         scheduler: Some(scheduler.clone()),
         repository_url: Some(crate::source::git::redact_url(&repo_url)),
+        page: crate::server::page::PageSettings::from_config(&config),
     });
     Ok(Parts {
         config,

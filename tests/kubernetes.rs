@@ -163,8 +163,9 @@ async fn every_outcome_through_the_operator() {
     .unwrap();
     assert_eq!(leaked, 0);
 
-    // Each run ran once: 1 runner each, 3 for `wide`.
-    assert_eq!(*g.op.started.lock().unwrap(), 8);
+    // Each run ran once: 1 runner each, 3 for `wide`; none for `boom` and `toowide`, which
+    // the initializer stopped.
+    assert_eq!(*g.op.started.lock().unwrap(), 7);
     // Read, then deleted: no TestRun is left, and no runner pod (cascade).
     wait_for("the TestRuns to be deleted", 20, || async {
         g.objects("k6.io", "testruns", "").is_empty().then_some(())
@@ -434,9 +435,26 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
         SCRIPT,
     ));
     change.extend(removed("goner"));
+    // Someone deletes a bundle ConfigMap as soon as perfsync made it: the pods cannot mount
+    // it, their status says only `ContainerCreating`, the kubelet's event says why.
+    change.extend(files(&Spec::new("unmounted"), t, SCRIPT));
+    let store = g.api.store.clone();
+    let mut events = store.events.subscribe();
+    let deleter = tokio::spawn(async move {
+        while let Ok(e) = events.recv().await {
+            if e.kind == "ADDED"
+                && e.coll == Coll::new("", "configmaps")
+                && e.object["metadata"]["labels"]["perfsync.dev/test"] == "unmounted"
+            {
+                let name = e.object["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let _ = store.delete(&Coll::new("", "configmaps"), NS, &name, false);
+                return;
+            }
+        }
+    });
     let head = g.push(
         &change,
-        "stuck runner, new smoke, a slow one, goner removed",
+        "stuck runner, new smoke, a slow one, goner removed, one unmounted",
     );
     for d in [&a, &b] {
         github_push(d.addr, SECRET, &head).await;
@@ -449,6 +467,14 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
             .unwrap_or_default()
             .contains("ImagePullBackOff"),
         "{reason:?}"
+    );
+    let (_, verdict, reason) = g.result("unmounted", 90).await;
+    deleter.abort();
+    assert_eq!(verdict, "error");
+    let reason = reason.unwrap_or_default();
+    assert!(
+        reason.contains("initializer pod") && reason.contains("FailedMount"),
+        "{reason}"
     );
     // An abort through the replica that does not lead reaches the run through the cluster.
     let running: String = wait_for("the slow run to run", 60, || async {

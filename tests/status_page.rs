@@ -153,6 +153,7 @@ async fn the_status_page_shows_tests_verdicts_and_history_in_a_real_browser() {
         pool: Some(pool),
         scheduler: Some(scheduler),
         repository_url: Some("https://github.com/qa/load-tests.git".into()),
+        page: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -229,6 +230,10 @@ async fn the_status_page_shows_tests_verdicts_and_history_in_a_real_browser() {
     assert!(
         run_html.contains("https://github.com/qa/load-tests/commit/"),
         "the commit links to the forge"
+    );
+    assert!(
+        run_html.contains("/login?next=") && !run_html.contains("log (last lines)"),
+        "a public page shows no runner log, and a way to sign in for it"
     );
     db.drop_schema().await;
 }

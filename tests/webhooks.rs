@@ -65,6 +65,7 @@ async fn harness() -> Harness {
         pool: Some(pool),
         scheduler: None,
         repository_url: None,
+        page: Default::default(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tx, outcomes) = mpsc::channel(16);

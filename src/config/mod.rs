@@ -124,9 +124,28 @@ pub struct DatabaseConfig {
 pub struct ServerConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Bearer token for `/api/v1/*` writes.
+    /// Bearer token for every `/api/v1/*` endpoint, and the key to the status page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_token: Option<SecretRef>,
+    /// Who may read the status page: `public` (verdicts and figures for anyone, runner logs
+    /// only after signing in with the API token) or `token` (every page needs the API token).
+    #[serde(default)]
+    pub page: PageAccess,
+    /// Mark the status page's session cookie `Secure` even when a request does not say it
+    /// came over TLS (`X-Forwarded-Proto: https`); for TLS proxies that do not say so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secure_cookie: bool,
+}
+
+/// Who may read the status page (`server.page`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PageAccess {
+    /// Anyone sees verdicts and figures; runner logs need the API token.
+    #[default]
+    Public,
+    /// Every page needs the API token (a login form sets a session cookie).
+    Token,
 }
 
 fn default_listen() -> String {
@@ -138,6 +157,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             api_token: None,
+            page: PageAccess::default(),
+            secure_cookie: false,
         }
     }
 }
@@ -222,9 +243,33 @@ pub struct RepositoryConfig {
     pub results_dir: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<GitAuthConfig>,
+    /// A sync refuses (naming the commit) a commit whose tests and templates folders hold
+    /// more files and symlinks than this (or more folders); the results folder likewise.
+    #[serde(default = "default_max_tree_entries")]
+    pub max_tree_entries: u64,
+    /// A sync refuses (naming the commit) a commit whose tests and templates folders hold
+    /// more bytes than this to read: files up to 4 MiB and symlink targets, every path
+    /// counted (larger files are never read and do not count).
+    #[serde(default = "default_max_tree_bytes")]
+    pub max_tree_bytes: u64,
+}
+
+fn default_max_tree_entries() -> u64 {
+    crate::source::DEFAULT_MAX_ENTRIES
+}
+fn default_max_tree_bytes() -> u64 {
+    crate::source::DEFAULT_MAX_BYTES
 }
 
 impl RepositoryConfig {
+    /// The bounds on one read of a commit (`maxTreeEntries`, `maxTreeBytes`).
+    pub fn limits(&self) -> crate::source::Limits {
+        crate::source::Limits {
+            max_entries: self.max_tree_entries,
+            max_bytes: self.max_tree_bytes,
+        }
+    }
+
     pub fn layout(&self) -> Layout {
         Layout {
             tests_dir: self.tests_dir.trim_matches('/').to_string(),
@@ -243,6 +288,8 @@ impl Default for RepositoryConfig {
             templates_dir: default_templates_dir(),
             results_dir: default_results_dir(),
             auth: None,
+            max_tree_entries: default_max_tree_entries(),
+            max_tree_bytes: default_max_tree_bytes(),
         }
     }
 }

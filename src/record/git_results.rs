@@ -1,7 +1,8 @@
-//! Results back into the repository: `results/<test>/<run>.json` and a regenerated
-//! `results/<test>/README.md`, several runs batched into one commit, pushed as a fast-forward
-//! and rebuilt on the new head when the remote moved meanwhile.
+//! Results back into the repository: `results/<test>/<run>.json` (sealed with the daemon's
+//! MAC, `seal.rs`) and a regenerated `results/<test>/README.md`, several runs batched into one
+//! commit, pushed as a fast-forward and rebuilt on the new head when the remote moved meanwhile.
 
+use super::seal::ResultsKey;
 use crate::results::summary::RunSummary;
 use crate::source::git::GitSource;
 use crate::source::SourceError;
@@ -28,6 +29,7 @@ pub fn result_path(results_dir: &str, s: &RunSummary) -> String {
     format!("{results_dir}/{}/{}.json", s.run.test, s.run.id)
 }
 
+/// The summary as pretty JSON: the canonical bytes a results file's MAC covers.
 pub fn result_json(s: &RunSummary) -> Vec<u8> {
     let mut v = serde_json::to_vec_pretty(s).unwrap_or_default();
     v.push(b'\n');
@@ -68,17 +70,18 @@ pub fn readme(test: &str, runs: &[RunSummary]) -> String {
 }
 
 impl ResultsGit {
-    /// Commits `batch` (and the README of each test, from `history`: recent runs per test,
-    /// newest first, the batch included) and pushes. Returns the commit that holds them, or
-    /// the current head when everything was already there.
+    /// Commits `batch`, each file sealed with `key` (and the README of each test, from
+    /// `history`: recent runs per test, newest first, the batch included) and pushes. Returns
+    /// the commit that holds them, or the current head when everything was already there.
     pub fn write(
         &self,
+        key: &ResultsKey,
         batch: &[RunSummary],
         history: &BTreeMap<String, Vec<RunSummary>>,
     ) -> Result<String, WriteBackError> {
         let mut files: Vec<(String, Vec<u8>)> = batch
             .iter()
-            .map(|s| (result_path(&self.results_dir, s), result_json(s)))
+            .map(|s| (result_path(&self.results_dir, s), key.seal(s)))
             .collect();
         for (test, runs) in history {
             files.push((

@@ -6,6 +6,7 @@ pub mod grafana;
 pub mod recorder;
 pub mod results;
 pub mod runs;
+pub mod seal;
 pub mod sync_state;
 
 #[derive(Debug, thiserror::Error)]

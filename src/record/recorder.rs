@@ -1,11 +1,14 @@
 //! Recording a finished run exactly once, in this order: a spool file (survives a database
 //! outage and a crash), PostgreSQL (idempotent on the run id), the git write-back (batched;
-//! idempotent on file content), Grafana. On start, [`Recorder::reconcile`] completes whatever
-//! a crash left half-done, from the spool, the database or the results files.
+//! idempotent on file content; every file sealed with the daemon's MAC), Grafana. On start,
+//! [`Recorder::reconcile`] completes whatever a crash left half-done, from the spool, the
+//! database or the results files; from git only what perfsync provably wrote, for a run the
+//! database holds as ended.
 
 use super::git_results::{ResultsGit, WriteBackError};
 use super::grafana::Grafana;
 use super::results;
+use super::seal::{ResultsKey, SealError};
 use super::RecordError;
 use crate::results::summary::RunSummary;
 use sqlx::PgPool;
@@ -29,15 +32,25 @@ pub enum RecorderError {
     },
     #[error("a blocking git task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
 }
+
+/// Results files listed per start: past this, the rest are warned about in one line.
+const WARN_FILES: usize = 20;
+/// How far back the commit that brought an ignored file is looked for.
+const BLAME_DEPTH: usize = 1000;
 
 pub struct Recorder {
     pool: PgPool,
+    state_dir: PathBuf,
     spool: PathBuf,
     git: Option<Arc<ResultsGit>>,
     grafana: Option<Grafana>,
     /// One write-back at a time: batches never race each other for the branch.
     flush_lock: Mutex<()>,
+    /// The results key, loaded (or made) on first use; see [`Recorder::results_key`].
+    key: std::sync::Mutex<Option<Arc<ResultsKey>>>,
 }
 
 /// Inputs of [`Recorder::finish`].
@@ -67,11 +80,34 @@ impl Recorder {
     ) -> Recorder {
         Recorder {
             pool,
+            state_dir: state_dir.to_path_buf(),
             spool: state_dir.join("spool"),
             git: git.map(Arc::new),
             grafana,
             flush_lock: Mutex::new(()),
+            key: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The key results files are sealed with (`<stateDir>/results.key`, made on first use).
+    /// `serve` calls it at start when write-back is on, so a key file other users can read,
+    /// or a broken one, stops the daemon instead of every later write-back.
+    pub fn results_key(&self) -> Result<Arc<ResultsKey>, RecorderError> {
+        let mut slot = self.key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = slot.as_ref() {
+            return Ok(k.clone());
+        }
+        let k = Arc::new(ResultsKey::load_or_create(&self.state_dir)?);
+        *slot = Some(k.clone());
+        Ok(k)
+    }
+
+    /// Checks at start what write-back needs: the results key (when write-back is on).
+    pub fn check(&self) -> Result<(), RecorderError> {
+        if self.git.is_some() {
+            self.results_key()?;
+        }
+        Ok(())
     }
 
     pub fn grafana(&self) -> Option<&Grafana> {
@@ -212,15 +248,17 @@ impl Recorder {
             }
         }
         let ids: Vec<String> = batch.iter().map(|s| s.run.id.clone()).collect();
-        let commit = tokio::task::spawn_blocking(move || git.write(&batch, &history)).await??;
+        let key = self.results_key()?;
+        let commit =
+            tokio::task::spawn_blocking(move || git.write(&key, &batch, &history)).await??;
         results::mark_pushed(&self.pool, &ids, &commit).await?;
         tracing::info!(commit = %commit, runs = ids.len(), "results pushed");
         Ok(ids.len())
     }
 
     /// Completes what a crash or an outage left half-done: spooled summaries go to the
-    /// database, results files in git missing from the database are imported, and results
-    /// missing from git are pushed.
+    /// database, results perfsync wrote to git that the database lost are restored, and
+    /// results missing from git are pushed.
     pub async fn reconcile(&self) -> Result<Reconciled, RecorderError> {
         let mut out = Reconciled::default();
         if let Ok(entries) = std::fs::read_dir(&self.spool) {
@@ -244,38 +282,187 @@ impl Recorder {
                 let _ = std::fs::remove_file(&p);
             }
         }
-        if let Some(git) = self.git.clone() {
-            let files = tokio::task::spawn_blocking(move || git.read_results()).await??;
-            let ids: Vec<String> = files.iter().map(|(_, s)| s.run.id.clone()).collect();
-            let known = results::known_ids(&self.pool, &ids).await?;
-            for (commit, s) in files.iter().filter(|(_, s)| !known.contains(&s.run.id)) {
-                if results::record_result(&self.pool, s, Some(commit)).await? {
-                    out.from_git += 1;
-                }
-            }
+        if self.git.is_some() {
+            out.from_git = self.restore_from_git().await?;
         }
         out.pushed = self.flush().await?;
         Ok(out)
     }
+
+    /// Results files at the branch head whose run the database holds as ended but without
+    /// a result: restored when perfsync sealed them (`seal.rs`) and they agree with the run's
+    /// record. Every other file the database lacks is ignored with a warning naming it and
+    /// the commit that brought it; only the files of such runs are read at all.
+    async fn restore_from_git(&self) -> Result<usize, RecorderError> {
+        let Some(git) = self.git.clone() else {
+            return Ok(0);
+        };
+        let key = self.results_key()?;
+        let listing = {
+            let git = git.clone();
+            tokio::task::spawn_blocking(move || git.list_results()).await??
+        };
+        let Some((head, files)) = listing else {
+            return Ok(0);
+        };
+        let ids: Vec<String> = files.iter().map(|f| f.run.clone()).collect();
+        let known: std::collections::HashSet<String> = results::known_ids(&self.pool, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        let files: Vec<ResultFile> = files
+            .into_iter()
+            .filter(|f| !known.contains(&f.run))
+            .collect();
+        if files.is_empty() {
+            return Ok(0);
+        }
+        let unknown: Vec<String> = files.iter().map(|f| f.run.clone()).collect();
+        let runs: BTreeMap<String, results::RunRecord> = results::run_records(&self.pool, &unknown)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let mut restored = 0;
+        let mut ignored: Vec<(ResultFile, String)> = Vec::new();
+        for f in files {
+            let run = match runs.get(&f.run) {
+                None => {
+                    ignored.push((f, "no such run in test_runs".into()));
+                    continue;
+                }
+                Some(r) if !r.ended() => {
+                    let why = format!(
+                        "run {} has not ended ({}): its own result is recorded when it ends",
+                        r.id, r.status
+                    );
+                    ignored.push((f, why));
+                    continue;
+                }
+                Some(r) => r.clone(),
+            };
+            let bytes = {
+                let (git, oid) = (git.clone(), f.oid.clone());
+                tokio::task::spawn_blocking(move || {
+                    git.source
+                        .read_blob(&oid, crate::source::dir::MAX_FILE_BYTES)
+                })
+                .await?
+                .map_err(WriteBackError::from)?
+            };
+            let Some(bytes) = bytes else {
+                ignored.push((f, "larger than any results file perfsync writes".into()));
+                continue;
+            };
+            let s = match key.open(&bytes) {
+                Ok(s) => s,
+                Err(e) => {
+                    ignored.push((f, e.to_string()));
+                    continue;
+                }
+            };
+            let end_matches = run.ended_at.is_some_and(|t| {
+                chrono::DateTime::parse_from_rfc3339(&s.run.end)
+                    .is_ok_and(|e| (e.with_timezone(&chrono::Utc) - t).num_milliseconds() == 0)
+            });
+            if s.run.id != f.run
+                || s.run.test != f.test
+                || s.run.test != run.test
+                || s.status.as_str() != run.status
+                || !end_matches
+            {
+                let why = format!(
+                    "sealed by perfsync, but not the result test_runs holds for run {} (test {}, {} at {:?})",
+                    run.id, run.test, run.status, run.ended_at
+                );
+                ignored.push((f, why));
+                continue;
+            }
+            if results::import_result(&self.pool, &s, &head, &f.path).await? {
+                tracing::info!(file = %f.path, commit = %head, run = %s.run.id, "result restored from the repository");
+                restored += 1;
+            }
+        }
+        if !ignored.is_empty() {
+            self.warn_ignored(&git, &head, ignored).await;
+        }
+        Ok(restored)
+    }
+
+    /// One warning per ignored file (the first [`WARN_FILES`]), naming the file and the
+    /// commit that brought it onto the branch, then one line for the rest.
+    async fn warn_ignored(
+        &self,
+        git: &Arc<ResultsGit>,
+        head: &str,
+        ignored: Vec<(ResultFile, String)>,
+    ) {
+        let total = ignored.len();
+        let shown: Vec<(ResultFile, String)> = ignored.into_iter().take(WARN_FILES).collect();
+        let paths: Vec<String> = shown.iter().map(|(f, _)| f.path.clone()).collect();
+        let commits = {
+            let (git, head) = (git.clone(), head.to_string());
+            tokio::task::spawn_blocking(move || {
+                paths
+                    .iter()
+                    .map(|p| {
+                        git.source
+                            .last_change(&head, p, BLAME_DEPTH)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_else(|| head.clone())
+                    })
+                    .collect::<Vec<String>>()
+            })
+            .await
+            .unwrap_or_default()
+        };
+        for (i, (f, why)) in shown.iter().enumerate() {
+            let commit = commits.get(i).map_or(head, String::as_str);
+            tracing::warn!(file = %f.path, commit = %commit, run = %f.run, reason = %why, "results file ignored: {} at commit {commit}: {why}", f.path);
+        }
+        if total > WARN_FILES {
+            tracing::warn!(commit = %head, more = total - WARN_FILES, "{} more results files ignored at commit {head}", total - WARN_FILES);
+        }
+    }
+}
+
+/// A results file at the branch head, by its path `results/<test>/<run>.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultFile {
+    pub path: String,
+    pub oid: String,
+    pub test: String,
+    pub run: String,
 }
 
 impl ResultsGit {
-    /// Every results file at the branch head, with that head.
-    pub fn read_results(&self) -> Result<Vec<(String, RunSummary)>, WriteBackError> {
+    /// The branch head and every results file on it (`<results>/<test>/<run>.json`), listed
+    /// without reading any; `None` when the branch does not exist yet. Refused past the
+    /// source's entry limit.
+    pub fn list_results(&self) -> Result<Option<(String, Vec<ResultFile>)>, WriteBackError> {
         let head = match self.source.fetch() {
             Ok(h) => h.to_string(),
-            Err(crate::source::SourceError::BranchMissing { .. }) => return Ok(Vec::new()),
+            Err(crate::source::SourceError::BranchMissing { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let tree = self.source.tree_at(&head, &[&self.results_dir])?;
-        Ok(tree
-            .iter()
-            .filter(|(p, _)| p.ends_with(".json"))
-            .filter_map(|(_, e)| match e {
-                crate::source::Entry::File(b) => serde_json::from_slice::<RunSummary>(b).ok(),
-                _ => None,
+        let dir = self.results_dir.trim_matches('/');
+        let files = self
+            .source
+            .files_at(&head, dir)?
+            .into_iter()
+            .filter_map(|(path, oid)| {
+                let rest = path.strip_prefix(dir)?.strip_prefix('/')?;
+                let (test, name) = rest.split_once('/')?;
+                let run = name.strip_suffix(".json")?;
+                (!run.is_empty() && !run.contains('/') && !test.is_empty()).then(|| ResultFile {
+                    test: test.to_string(),
+                    run: run.to_string(),
+                    path: path.clone(),
+                    oid,
+                })
             })
-            .map(|s| (head.clone(), s))
-            .collect())
+            .collect();
+        Ok(Some((head, files)))
     }
 }

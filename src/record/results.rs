@@ -90,6 +90,84 @@ pub async fn record_result(
     Ok(true)
 }
 
+/// What the database says about a run a results file names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRecord {
+    pub id: String,
+    pub test: String,
+    pub status: String,
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+impl RunRecord {
+    /// Ended with a verdict (a superseded run never ran, a queued or running one is in flight).
+    pub fn ended(&self) -> bool {
+        self.ended_at.is_some() && crate::results::summary::EndState::parse(&self.status).is_some()
+    }
+}
+
+/// The runs among `ids`, as `test_runs` has them.
+pub async fn run_records(pool: &PgPool, ids: &[String]) -> Result<Vec<RunRecord>, RecordError> {
+    let rows = sqlx::query("SELECT id, test, status, ended_at FROM test_runs WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(RunRecord {
+                id: r.try_get("id")?,
+                test: r.try_get("test")?,
+                status: r.try_get("status")?,
+                ended_at: r.try_get("ended_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(RecordError::from)
+}
+
+/// Restores a result the database lost from perfsync's own results file (its MAC verified
+/// by the caller): only for a run `test_runs` holds as ended with exactly this test, verdict
+/// and end time, so a file can never decide a run's result, only give back the one the
+/// database already attests. Checked and written in one statement; audited as perfsync
+/// (never an actor from the file). Returns whether it wrote the row.
+pub async fn import_result(
+    pool: &PgPool,
+    s: &RunSummary,
+    git_commit: &str,
+    file: &str,
+) -> Result<bool, RecordError> {
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO test_results (run_id, test_id, start_time, end_time, status, summary, git_commit)
+         SELECT $1, $2, $3, $4, $5, $6, $7 FROM test_runs
+          WHERE id = $1 AND test = $2 AND status = $5 AND ended_at IS NOT NULL
+            AND abs(extract(epoch FROM ended_at - $4::timestamptz)) < 0.001
+         ON CONFLICT (run_id) DO NOTHING",
+    )
+    .bind(&s.run.id)
+    .bind(&s.run.test)
+    .bind(parse_time(&s.run.start))
+    .bind(parse_time(&s.run.end))
+    .bind(s.status.as_str())
+    .bind(serde_json::to_value(s).unwrap_or_default())
+    .bind(git_commit)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !inserted {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO audit_log (actor, action, test, run_id, details) VALUES ('perfsync', 'run.result-restored', $1, $2, $3)")
+        .bind(&s.run.test)
+        .bind(&s.run.id)
+        .bind(serde_json::json!({"status": s.status.as_str(), "file": file, "commit": git_commit}))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 /// Results not yet on the git remote, oldest first.
 pub async fn unpushed(pool: &PgPool, limit: i64) -> Result<Vec<RunSummary>, RecordError> {
     let rows = sqlx::query("SELECT summary FROM test_results WHERE git_commit IS NULL ORDER BY end_time, run_id LIMIT $1")

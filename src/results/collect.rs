@@ -1,9 +1,11 @@
 //! Collecting a run's figures: merge the runners' summaries, then take percentiles from
 //! Prometheus when one is configured. Prometheus being down never stops a summary: the
-//! runners' estimates stay, marked approximate, with a note.
+//! runners' estimates stay, marked approximate, with a note. Prometheus's figures replace
+//! them only when its series under the run's labels hold exactly the samples the run's own
+//! runners counted, so samples another run wrote under this run's `testid` never count.
 
 use super::build::merged_metrics;
-use super::prometheus::{enrich, Prometheus};
+use super::prometheus::{enrich, Prometheus, RunLabels};
 use super::report::RunReport;
 use super::summary::MetricSummary;
 use std::collections::BTreeMap;
@@ -15,7 +17,19 @@ pub async fn collect(
 ) -> (BTreeMap<String, MetricSummary>, Vec<String>) {
     let mut metrics = merged_metrics(report, thresholds);
     let notes = match prometheus {
-        Some(p) => enrich(p, &mut metrics, &report.run_id, report.start, report.end).await,
+        Some(p) => {
+            // The runners' counts are the whole run only when every runner handed one over.
+            let verifiable =
+                !report.runners.is_empty() && report.runners.iter().all(|r| r.summary.is_some());
+            enrich(
+                p,
+                &mut metrics,
+                &RunLabels::of(report),
+                report.end,
+                verifiable,
+            )
+            .await
+        }
         None => Vec::new(),
     };
     (metrics, notes)

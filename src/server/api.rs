@@ -1,6 +1,8 @@
-//! `/api/v1`: status, tests, runs, manual runs, aborts, syncs. Every endpoint needs the
-//! bearer token; every write is audited with the caller.
+//! `/api/v1`: status, tests, runs, runner logs, manual runs, aborts, syncs. Every endpoint
+//! needs the bearer token; every write is audited with the caller. Every answer is masked:
+//! no secret value this process knows (see `page::known_secrets`) leaves in one.
 
+use super::mask::{mask, mask_json};
 use super::{authorized, error, json_reply, AppState};
 use crate::executor::scheduler::AbortOutcome;
 use crate::record::{results, runs};
@@ -23,8 +25,23 @@ fn run_json(r: &runs::RunRow, summary: Option<&crate::results::RunSummary>) -> V
     })
 }
 
-fn db_error(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "database", &e.to_string())
+fn db_error(state: &AppState, e: impl std::fmt::Display) -> Response {
+    let secrets = super::page::known_secrets(state, None);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database",
+        &mask(&e.to_string(), &refs),
+    )
+}
+
+/// A JSON answer with every secret value this process knows (and those of run `run`)
+/// masked in every string.
+fn answer(state: &AppState, run: Option<&str>, status: StatusCode, mut body: Value) -> Response {
+    let secrets = super::page::known_secrets(state, run);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    mask_json(&mut body, &refs);
+    json_reply(status, body)
 }
 
 async fn status(state: Arc<AppState>) -> Response {
@@ -38,7 +55,7 @@ async fn status(state: Arc<AppState>) -> Response {
     .await;
     let sync = match sync {
         Ok(s) => s.map(|(repository, branch, commit, at, err)| json!({"repository": repository, "branch": branch, "lastCommit": commit, "lastSyncedAt": at, "lastError": err})),
-        Err(e) => return db_error(e),
+        Err(e) => return db_error(&state, e),
     };
     let queued = runs::queued(pool).await.map(|q| q.len()).unwrap_or(0);
     let active: Vec<Value> = state
@@ -53,7 +70,9 @@ async fn status(state: Arc<AppState>) -> Response {
     let (total, valid) = catalog
         .map(|c| (c.tests.len(), c.valid_tests().count()))
         .unwrap_or((0, 0));
-    json_reply(
+    answer(
+        &state,
+        None,
         StatusCode::OK,
         json!({"sync": sync, "activeRuns": active, "queuedRuns": queued, "tests": {"total": total, "valid": valid, "invalid": total - valid}}),
     )
@@ -85,7 +104,7 @@ async fn tests(state: Arc<AppState>, name: Option<String>) -> Response {
         .await
         {
             Ok(l) => l,
-            Err(e) => return db_error(e),
+            Err(e) => return db_error(&state, e),
         };
         let errors: Vec<_> = catalog
             .diagnostics
@@ -112,14 +131,14 @@ async fn tests(state: Arc<AppState>, name: Option<String>) -> Response {
     }
     match name {
         Some(n) => match out.into_iter().next() {
-            Some(v) => json_reply(StatusCode::OK, v),
+            Some(v) => answer(&state, None, StatusCode::OK, v),
             None => error(
                 StatusCode::NOT_FOUND,
                 "unknown-test",
                 &format!("no test named `{n}`"),
             ),
         },
-        None => json_reply(StatusCode::OK, json!(out)),
+        None => answer(&state, None, StatusCode::OK, json!(out)),
     }
 }
 
@@ -134,7 +153,7 @@ async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response
         .clamp(1, 500);
     let rows = match runs::recent(pool, q.get("test").map(String::as_str), limit).await {
         Ok(r) => r,
-        Err(e) => return db_error(e),
+        Err(e) => return db_error(&state, e),
     };
     let mut out = Vec::new();
     for r in &rows {
@@ -147,7 +166,7 @@ async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response
         v["p95"] = json!(s.as_ref().and_then(|s| s.p95_ms()));
         out.push(v);
     }
-    json_reply(StatusCode::OK, json!(out))
+    answer(&state, None, StatusCode::OK, json!(out))
 }
 
 async fn get_run(state: Arc<AppState>, id: String) -> Response {
@@ -157,14 +176,40 @@ async fn get_run(state: Arc<AppState>, id: String) -> Response {
     match runs::get(pool, &id).await {
         Ok(Some(r)) => {
             let s = results::get(pool, &id).await.ok().flatten();
-            json_reply(StatusCode::OK, run_json(&r, s.as_ref()))
+            answer(&state, Some(&id), StatusCode::OK, run_json(&r, s.as_ref()))
         }
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             "unknown-run",
             &format!("no run `{id}`"),
         ),
-        Err(e) => db_error(e),
+        Err(e) => db_error(&state, e),
+    }
+}
+
+/// `GET /api/v1/runs/{id}/logs`: each runner's log tail, masked, lines capped.
+async fn run_logs(state: Arc<AppState>, id: String) -> Response {
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
+    match runs::get(pool, &id).await {
+        Ok(Some(_)) => {
+            let secrets = super::page::known_secrets(&state, Some(&id));
+            let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+            let logs = super::page::runner_logs(&state, &id, &refs);
+            answer(
+                &state,
+                Some(&id),
+                StatusCode::OK,
+                json!({"run": id, "runners": logs}),
+            )
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-run",
+            &format!("no run `{id}`"),
+        ),
+        Err(e) => db_error(&state, e),
     }
 }
 
@@ -205,7 +250,7 @@ async fn manual_run(state: Arc<AppState>, name: String) -> Response {
             sched.wake();
             json_reply(StatusCode::ACCEPTED, json!({"run": id, "status": "queued"}))
         }
-        Err(e) => db_error(e),
+        Err(e) => db_error(&state, e),
     }
 }
 
@@ -231,7 +276,7 @@ async fn abort(state: Arc<AppState>, id: String) -> Response {
             "unknown-run",
             &format!("no run `{id}`"),
         ),
-        Err(e) => db_error(e),
+        Err(e) => db_error(&state, e),
     }
 }
 
@@ -239,7 +284,7 @@ async fn sync(state: Arc<AppState>) -> Response {
     if let Some(pool) = &state.pool {
         if let Err(e) = runs::audit(pool, API_ACTOR, "sync.requested", None, None, json!({})).await
         {
-            return db_error(e);
+            return db_error(&state, e);
         }
     }
     state.triggers.fire("api", None);
@@ -301,6 +346,11 @@ pub fn routes(
         .and(warp::get())
         .and(auth.clone())
         .then(|id, a| authed(a, move |s| get_run(s, id)));
+    let logs_r = base
+        .and(warp::path!("runs" / String / "logs"))
+        .and(warp::get())
+        .and(auth.clone())
+        .then(|id, a| authed(a, move |s| run_logs(s, id)));
     let manual_r = base
         .and(warp::path!("tests" / String / "runs"))
         .and(warp::post())
@@ -326,6 +376,8 @@ pub fn routes(
         .or(runs_r)
         .unify()
         .or(run_r)
+        .unify()
+        .or(logs_r)
         .unify()
         .or(manual_r)
         .unify()

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod hooks;
+pub mod mask;
 pub mod openapi;
 pub mod page;
 
@@ -36,6 +37,8 @@ pub struct AppState {
     pub scheduler: Option<Arc<crate::executor::scheduler::Scheduler>>,
     /// Shown (without credentials) and used for commit links on the status page.
     pub repository_url: Option<String>,
+    /// Who may read the status page (`server.page`), and the other secrets to mask.
+    pub page: page::PageSettings,
 }
 
 pub(crate) fn json_reply(status: StatusCode, body: serde_json::Value) -> Response {

@@ -27,7 +27,7 @@ pub fn document() -> Value {
     };
     json!({
         "openapi": "3.0.3",
-        "info": {"title": "perfsync", "version": env!("CARGO_PKG_VERSION"), "description": "GitOps for k6 load tests: status, tests, runs, manual runs, aborts, syncs."},
+        "info": {"title": "perfsync", "version": env!("CARGO_PKG_VERSION"), "description": "GitOps for k6 load tests: status, tests, runs, runner logs, manual runs, aborts, syncs. No answer holds a secret value perfsync knows: each is replaced by `***`."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -38,6 +38,9 @@ pub fn document() -> Value {
                     "author": {"type": "string", "nullable": true}, "createdAt": {"type": "string", "format": "date-time"},
                     "startedAt": {"type": "string", "format": "date-time", "nullable": true}, "endedAt": {"type": "string", "format": "date-time", "nullable": true},
                     "summary": {"type": "object", "nullable": true, "description": "RunSummary (schemas/runsummary.schema.json)"}}},
+                "RunLogs": {"type": "object", "required": ["run", "runners"], "description": "Each runner's last log lines. Every secret value perfsync knows is replaced by `***`; a line over 2,000 characters is cut with a marker.", "properties": {
+                    "run": {"type": "string"},
+                    "runners": {"type": "array", "items": {"type": "object", "required": ["index", "lines"], "properties": {"index": {"type": "integer", "minimum": 1}, "lines": {"type": "array", "items": {"type": "string"}}}}}}},
                 "Test": {"type": "object", "required": ["name", "file", "valid"], "properties": {
                     "name": {"type": "string"}, "file": {"type": "string"}, "valid": {"type": "boolean"}, "revision": {"type": "string", "nullable": true},
                     "errors": {"type": "array", "items": {"type": "object"}}, "lastRun": {"type": "object", "nullable": true}}}
@@ -56,6 +59,7 @@ pub fn document() -> Value {
                 "parameters": [{"name": "test", "in": "query", "schema": {"type": "string"}}, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
                 "responses": {"200": ok("Runs", json!({"type": "array", "items": {"$ref": "#/components/schemas/Run"}})), "401": err()}}},
             "/api/v1/runs/{id}": {"get": {"summary": "One run with its summary", "security": secured, "parameters": [id], "responses": {"200": ok("Run", json!({"$ref": "#/components/schemas/Run"})), "401": err(), "404": err()}}},
+            "/api/v1/runs/{id}/logs": {"get": {"summary": "Each runner's log tail, secret values masked", "security": secured, "parameters": [id], "responses": {"200": ok("Logs", json!({"$ref": "#/components/schemas/RunLogs"})), "401": err(), "404": err()}}},
             "/api/v1/runs/{id}/abort": {"post": {"summary": "Stop an active run, or abort a queued one", "security": secured, "parameters": [id],
                 "responses": {"200": ok("Aborted before it started", json!({"type": "object"})), "202": ok("Stopping", json!({"type": "object"})), "401": err(), "404": err(), "409": err()}}},
             "/api/v1/sync": {"post": {"summary": "Sync now", "security": secured, "responses": {"202": ok("Sync queued", json!({"type": "object"})), "401": err()}}},

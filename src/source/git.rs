@@ -4,10 +4,17 @@
 
 use super::dir::MAX_FILE_BYTES;
 use super::tree::{Entry, Tree};
-use super::SourceError;
+use super::{Limits, SourceError};
 use git2::{Cred, CredentialType, FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Folders nested deeper than this are refused instead of walked (as in a directory).
+const MAX_DEPTH: usize = 64;
+/// The git file mode of a symbolic link.
+const SYMLINK_MODE: i32 = 0o120000;
 
 /// Credentials, resolved from environment variables or files by the caller; never logged.
 #[derive(Clone, Default)]
@@ -42,6 +49,52 @@ pub struct GitSource {
     auth: GitAuth,
     /// Clears lock files a killed process left in the clone, once per process.
     unlocked: std::sync::Arc<std::sync::Once>,
+    limits: Limits,
+    /// Shared by clones of this source, so every snapshot it hands out shares blobs.
+    blobs: Arc<Mutex<BlobCache>>,
+}
+
+/// One copy per blob id: a blob read while a snapshot still holds it is shared, not copied.
+/// Weak, so the cache never keeps a blob alive that no snapshot holds.
+#[derive(Default)]
+struct BlobCache {
+    map: HashMap<Oid, Weak<[u8]>>,
+    /// Entries alive at the last sweep; the next sweep waits until the map doubles.
+    live: usize,
+}
+
+impl std::fmt::Debug for BlobCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlobCache({} ids)", self.map.len())
+    }
+}
+
+impl BlobCache {
+    fn get(&self, oid: Oid) -> Option<Arc<[u8]>> {
+        self.map.get(&oid).and_then(Weak::upgrade)
+    }
+
+    fn put(&mut self, oid: Oid, bytes: &Arc<[u8]>) {
+        self.map.insert(oid, Arc::downgrade(bytes));
+        if self.map.len() > 2 * self.live + 1024 {
+            self.map.retain(|_, w| w.strong_count() > 0);
+            self.live = self.map.len();
+        }
+    }
+}
+
+/// Why a walk or a read of a commit stopped; turned into a [`SourceError`] with its context.
+enum Stop {
+    Git(git2::Error),
+    Entries,
+    Bytes,
+    Deep(String),
+}
+
+impl From<git2::Error> for Stop {
+    fn from(e: git2::Error) -> Stop {
+        Stop::Git(e)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,11 +149,59 @@ impl GitSource {
             clone_dir: state_dir.join("repos").join(key),
             auth,
             unlocked: std::sync::Arc::new(std::sync::Once::new()),
+            limits: Limits::default(),
+            blobs: Arc::new(Mutex::new(BlobCache::default())),
         }
+    }
+
+    /// The same source with other bounds on what a read of one commit may hold
+    /// (`repository.maxTreeEntries`, `repository.maxTreeBytes`).
+    pub fn with_limits(mut self, limits: Limits) -> GitSource {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn url(&self) -> String {
         redact_url(&self.url)
+    }
+
+    /// A [`Stop`] as the error it stands for, naming the commit and the limit.
+    fn stopped(&self, stop: Stop, commit: &str, folders: &[&str], what: &str) -> SourceError {
+        let folders = folders
+            .iter()
+            .map(|f| format!("`{}`", f.trim_matches('/')))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        match stop {
+            Stop::Git(e) => git_err(&self.url, &format!("{what} of commit {commit}"), e),
+            Stop::Entries => SourceError::TooManyEntries {
+                url: redact_url(&self.url),
+                commit: commit.to_string(),
+                folders,
+                limit: self.limits.max_entries,
+            },
+            Stop::Bytes => SourceError::TooManyBytes {
+                url: redact_url(&self.url),
+                commit: commit.to_string(),
+                folders,
+                limit: self.limits.max_bytes,
+            },
+            Stop::Deep(path) => SourceError::TreeTooDeep {
+                url: redact_url(&self.url),
+                commit: commit.to_string(),
+                path,
+                limit: MAX_DEPTH,
+            },
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BlobCache> {
+        // A panic while holding the lock leaves a cache of weak pointers: still sound.
+        self.blobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn branch(&self) -> &str {
@@ -412,44 +513,114 @@ impl GitSource {
             .map_err(|e| git_err(&self.url, "compare commits", e))
     }
 
-    /// The given folders of `commit`, read from the object database.
+    /// The given folders of `commit`, read from the object database. Refused, unread, past
+    /// the source's [`Limits`]; a file over [`MAX_FILE_BYTES`] (a symlink's target too) is
+    /// recorded by size without being read; identical blobs share one buffer.
     pub fn tree_at(&self, commit: &str, folders: &[&str]) -> Result<Tree, SourceError> {
         let repo = self.open()?;
         let root = commit_tree(&repo, &self.url, commit)?;
+        let odb = repo
+            .odb()
+            .map_err(|e| git_err(&self.url, "open the object database", e))?;
         let mut tree = Tree::new();
+        let mut cache = self.cache();
+        let mut budget = Budget::new(self.limits);
         for folder in folders {
             let folder = folder.trim_matches('/');
             let sub = match root.get_path(Path::new(folder)) {
-                Ok(e) if e.kind() == Some(ObjectType::Tree) => {
-                    e.to_object(&repo).and_then(|o| o.peel_to_tree())
-                }
+                Ok(e) if e.kind() == Some(ObjectType::Tree) => repo.find_tree(e.id()),
                 _ => continue,
             }
             .map_err(|e| git_err(&self.url, "read a tree", e))?;
-            let mut failure = None;
-            sub.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-                if entry.kind() != Some(ObjectType::Blob) {
-                    return git2::TreeWalkResult::Ok;
-                }
-                let Ok(name) = entry.name() else {
-                    return git2::TreeWalkResult::Ok;
-                };
-                let path = format!("{folder}/{dir}{name}");
-                match read_entry(&repo, entry.id(), entry.filemode()) {
-                    Ok(e) => tree.insert(path, e),
-                    Err(e) => {
-                        failure = Some(git_err(&self.url, "read a file", e));
-                        return git2::TreeWalkResult::Abort;
-                    }
-                }
-                git2::TreeWalkResult::Ok
+            walk_blobs(&repo, sub, folder, &mut budget, |path, oid, mode| {
+                let allowed = self.limits.max_bytes.saturating_sub(tree.content_bytes());
+                let entry = read_entry(&repo, &odb, &mut cache, oid, mode, allowed)?;
+                tree.insert(path, entry);
+                Ok(())
             })
-            .ok();
-            if let Some(e) = failure {
-                return Err(e);
-            }
+            .map_err(|stop| self.stopped(stop, commit, folders, "read"))?;
         }
         Ok(tree)
+    }
+
+    /// Regular files under `folder` at `commit`, as (path, blob id), without reading them;
+    /// refused past the source's entry limit.
+    pub fn files_at(
+        &self,
+        commit: &str,
+        folder: &str,
+    ) -> Result<Vec<(String, String)>, SourceError> {
+        let repo = self.open()?;
+        let root = commit_tree(&repo, &self.url, commit)?;
+        let folder = folder.trim_matches('/');
+        let sub = match root.get_path(Path::new(folder)) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => repo
+                .find_tree(e.id())
+                .map_err(|e| git_err(&self.url, "read a tree", e))?,
+            _ => return Ok(Vec::new()),
+        };
+        let mut out = Vec::new();
+        let mut budget = Budget::new(self.limits);
+        walk_blobs(&repo, sub, folder, &mut budget, |path, oid, mode| {
+            if mode != SYMLINK_MODE {
+                out.push((path, oid.to_string()));
+            }
+            Ok(())
+        })
+        .map_err(|stop| self.stopped(stop, commit, &[folder], "list"))?;
+        Ok(out)
+    }
+
+    /// A blob's content when it is at most `max` bytes (`None`: larger, and not read).
+    pub fn read_blob(&self, oid: &str, max: u64) -> Result<Option<Vec<u8>>, SourceError> {
+        let repo = self.open()?;
+        let id = Oid::from_str(oid).map_err(|e| git_err(&self.url, "parse a blob id", e))?;
+        let odb = repo
+            .odb()
+            .map_err(|e| git_err(&self.url, "open the object database", e))?;
+        let (size, _) = odb
+            .read_header(id)
+            .map_err(|e| git_err(&self.url, &format!("read blob {oid}"), e))?;
+        if size as u64 > max {
+            return Ok(None);
+        }
+        let blob = repo
+            .find_blob(id)
+            .map_err(|e| git_err(&self.url, &format!("read blob {oid}"), e))?;
+        Ok(Some(blob.content().to_vec()))
+    }
+
+    /// The newest commit, following first parents from `head` (at most `max_commits` of
+    /// them), that changed `path`: the one that brought a file onto the branch (for a merge
+    /// request, its merge). `None` when not found within the bound.
+    pub fn last_change(
+        &self,
+        head: &str,
+        path: &str,
+        max_commits: usize,
+    ) -> Result<Option<String>, SourceError> {
+        let repo = self.open()?;
+        let e = |err| git_err(&self.url, &format!("walk the history of {head}"), err);
+        let start = Oid::from_str(head).map_err(e)?;
+        let mut walk = repo.revwalk().map_err(e)?;
+        walk.push(start).map_err(e)?;
+        walk.simplify_first_parent().map_err(e)?;
+        let blob_at = |c: &git2::Commit| -> Option<Oid> {
+            c.tree()
+                .ok()?
+                .get_path(Path::new(path))
+                .ok()
+                .map(|x| x.id())
+        };
+        for oid in walk.take(max_commits) {
+            let commit = repo.find_commit(oid.map_err(e)?).map_err(e)?;
+            let here = blob_at(&commit);
+            let before = commit.parent(0).ok().and_then(|p| blob_at(&p));
+            if here != before {
+                return Ok(Some(commit.id().to_string()));
+            }
+        }
+        Ok(None)
     }
 
     /// Paths that differ between two commits, limited to `folders`. Subtrees with the same
@@ -464,6 +635,12 @@ impl GitSource {
         let a = commit_tree(&repo, &self.url, old)?;
         let b = commit_tree(&repo, &self.url, new)?;
         let mut paths = Vec::new();
+        // Deletions and additions each stay within one tree's entries: past twice the limit,
+        // the new tree is over it.
+        let mut budget = Budget {
+            entries: 0,
+            max_entries: self.limits.max_entries.saturating_mul(2),
+        };
         for folder in folders {
             let folder = folder.trim_matches('/');
             let sub = |t: &git2::Tree| -> Option<git2::Tree<'_>> {
@@ -475,16 +652,20 @@ impl GitSource {
                 sub(&a).as_ref(),
                 sub(&b).as_ref(),
                 folder,
+                0,
+                &mut budget,
                 &mut paths,
             )
-            .map_err(|e| git_err(&self.url, "diff commits", e))?;
+            .map_err(|stop| self.stopped(stop, new, folders, "diff"))?;
         }
         paths.sort();
         paths.dedup();
         Ok(paths)
     }
 
-    /// Brings `tree` (a snapshot of `old`) up to `new` by reading only the changed paths.
+    /// Brings `tree` (a snapshot of `old`) up to `new` by reading only the changed paths;
+    /// refused, without reading past it, when the result would be over the source's
+    /// [`Limits`] (the tree is then partly updated: start again from [`GitSource::tree_at`]).
     pub fn update_tree(
         &self,
         tree: &mut Tree,
@@ -493,22 +674,103 @@ impl GitSource {
     ) -> Result<(), SourceError> {
         let repo = self.open()?;
         let root = commit_tree(&repo, &self.url, new)?;
+        let odb = repo
+            .odb()
+            .map_err(|e| git_err(&self.url, "open the object database", e))?;
+        let mut blobs = Vec::new();
+        // Removals first, so a rename never counts twice against the limits.
         for path in changed {
             match root.get_path(Path::new(path)) {
                 Ok(e) if e.kind() == Some(ObjectType::Blob) => {
-                    let entry = read_entry(&repo, e.id(), e.filemode())
-                        .map_err(|e| git_err(&self.url, "read a file", e))?;
-                    tree.insert(path.clone(), entry);
+                    blobs.push((path, e.id(), e.filemode()))
                 }
                 _ => {
                     tree.remove(path);
                 }
             }
         }
+        let folders: Vec<&str> = blobs
+            .iter()
+            .filter_map(|(p, _, _)| p.split('/').next())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut cache = self.cache();
+        for (path, oid, mode) in blobs {
+            let others = tree.content_bytes() - tree.get(path).map_or(0, |e| e.content_len());
+            let allowed = self.limits.max_bytes.saturating_sub(others);
+            let entry = read_entry(&repo, &odb, &mut cache, oid, mode, allowed)
+                .map_err(|stop| self.stopped(stop, new, &folders, "read"))?;
+            tree.insert(path.clone(), entry);
+            if tree.len() as u64 > self.limits.max_entries {
+                return Err(self.stopped(Stop::Entries, new, &folders, "read"));
+            }
+        }
         Ok(())
     }
 }
 
+/// Counts what a walk has seen against the limits.
+struct Budget {
+    entries: u64,
+    max_entries: u64,
+}
+
+impl Budget {
+    fn new(limits: Limits) -> Budget {
+        Budget {
+            entries: 0,
+            max_entries: limits.max_entries,
+        }
+    }
+
+    fn count(&mut self) -> Result<(), Stop> {
+        self.entries += 1;
+        if self.entries > self.max_entries {
+            return Err(Stop::Entries);
+        }
+        Ok(())
+    }
+}
+
+/// Every blob below `root` (paths `prefix/…`), depth first with an explicit stack (a deep
+/// tree cannot exhaust the thread's stack), refused past `budget`'s entries (files and
+/// symlinks; folders are counted apart, against the same limit) or [`MAX_DEPTH`] levels.
+/// Submodules are skipped, and so are names that are not UTF-8.
+fn walk_blobs<'r>(
+    repo: &'r Repository,
+    root: git2::Tree<'r>,
+    prefix: &str,
+    budget: &mut Budget,
+    mut visit: impl FnMut(String, Oid, i32) -> Result<(), Stop>,
+) -> Result<(), Stop> {
+    let mut folders = Budget {
+        entries: 0,
+        max_entries: budget.max_entries,
+    };
+    let mut stack = vec![(root, prefix.to_string(), 0usize)];
+    while let Some((tree, dir, depth)) = stack.pop() {
+        for entry in tree.iter() {
+            let Ok(name) = entry.name() else { continue };
+            let path = format!("{dir}/{name}");
+            match entry.kind() {
+                Some(ObjectType::Blob) => {
+                    budget.count()?;
+                    visit(path, entry.id(), entry.filemode())?;
+                }
+                Some(ObjectType::Tree) => {
+                    folders.count()?;
+                    if depth + 1 > MAX_DEPTH {
+                        return Err(Stop::Deep(path));
+                    }
+                    stack.push((repo.find_tree(entry.id())?, path, depth + 1));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
 fn commit_tree<'r>(
     repo: &'r Repository,
     url: &str,
@@ -520,20 +782,39 @@ fn commit_tree<'r>(
         .map_err(|e| git_err(url, &format!("read commit {sha}"), e))
 }
 
-fn read_entry(repo: &Repository, oid: Oid, mode: i32) -> Result<Entry, git2::Error> {
-    let odb = repo.odb()?;
+/// One blob as a tree entry, its size checked from the object header before anything is
+/// read: over [`MAX_FILE_BYTES`] (a symlink's target included) it is [`Entry::Oversized`];
+/// over `allowed` (what the byte limit leaves) the read stops with [`Stop::Bytes`]. A blob
+/// some snapshot already holds is shared, not read again.
+fn read_entry(
+    repo: &Repository,
+    odb: &git2::Odb,
+    cache: &mut BlobCache,
+    oid: Oid,
+    mode: i32,
+    allowed: u64,
+) -> Result<Entry, Stop> {
     let (size, _) = odb.read_header(oid)?;
-    if mode == 0o120000 {
+    let size = size as u64;
+    if size > MAX_FILE_BYTES {
+        return Ok(Entry::Oversized(size));
+    }
+    if size > allowed {
+        return Err(Stop::Bytes);
+    }
+    if mode == SYMLINK_MODE {
         let blob = repo.find_blob(oid)?;
         return Ok(Entry::Symlink(
             String::from_utf8_lossy(blob.content()).into_owned(),
         ));
     }
-    if size as u64 > MAX_FILE_BYTES {
-        return Ok(Entry::Oversized(size as u64));
+    if let Some(shared) = cache.get(oid) {
+        return Ok(Entry::File(shared));
     }
     let blob = repo.find_blob(oid)?;
-    Ok(Entry::File(std::sync::Arc::from(blob.content())))
+    let bytes: Arc<[u8]> = Arc::from(blob.content());
+    cache.put(oid, &bytes);
+    Ok(Entry::File(bytes))
 }
 
 /// Blob paths under `prefix` that differ between two trees (either may be absent).
@@ -542,12 +823,17 @@ fn diff_trees(
     a: Option<&git2::Tree>,
     b: Option<&git2::Tree>,
     prefix: &str,
+    depth: usize,
+    budget: &mut Budget,
     out: &mut Vec<String>,
-) -> Result<(), git2::Error> {
+) -> Result<(), Stop> {
     if let (Some(a), Some(b)) = (a, b) {
         if a.id() == b.id() {
             return Ok(());
         }
+    }
+    if depth > MAX_DEPTH {
+        return Err(Stop::Deep(prefix.to_string()));
     }
     let entries = |t: Option<&git2::Tree>| -> std::collections::BTreeMap<Vec<u8>, (Oid, i32, Option<ObjectType>)> {
         t.map(|t| t.iter().map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode(), e.kind()))).collect()).unwrap_or_default()
@@ -570,11 +856,20 @@ fn diff_trees(
         let blob = |e: Option<&(Oid, i32, Option<ObjectType>)>| {
             e.is_some_and(|e| e.2 == Some(ObjectType::Blob))
         };
+        budget.count()?;
         if blob(x) || blob(y) {
             out.push(path.clone());
         }
         if ta.is_some() || tb.is_some() {
-            diff_trees(repo, ta.as_ref(), tb.as_ref(), &path, out)?;
+            diff_trees(
+                repo,
+                ta.as_ref(),
+                tb.as_ref(),
+                &path,
+                depth + 1,
+                budget,
+                out,
+            )?;
         }
     }
     Ok(())

@@ -13,10 +13,24 @@ pub enum Entry {
     Oversized(u64),
 }
 
+impl Entry {
+    /// Bytes of content the entry holds in memory (an oversized file holds none).
+    pub fn content_len(&self) -> u64 {
+        match self {
+            Entry::File(b) => b.len() as u64,
+            Entry::Symlink(t) => t.len() as u64,
+            Entry::Oversized(_) => 0,
+        }
+    }
+}
+
 /// Paths are relative to the repository root, `/`-separated, without `.` or `..` segments.
+/// Identical files may share one buffer (the git source keeps one copy per blob id).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
     entries: BTreeMap<String, Entry>,
+    /// Sum of [`Entry::content_len`] over the entries, each path counted (shared or not).
+    content_bytes: u64,
 }
 
 impl Tree {
@@ -25,7 +39,10 @@ impl Tree {
     }
 
     pub fn insert(&mut self, path: impl Into<String>, entry: Entry) {
-        self.entries.insert(path.into(), entry);
+        self.content_bytes += entry.content_len();
+        if let Some(old) = self.entries.insert(path.into(), entry) {
+            self.content_bytes -= old.content_len();
+        }
     }
 
     pub fn insert_file(&mut self, path: impl Into<String>, content: impl Into<Vec<u8>>) {
@@ -38,7 +55,14 @@ impl Tree {
     }
 
     pub fn remove(&mut self, path: &str) -> Option<Entry> {
-        self.entries.remove(path)
+        let old = self.entries.remove(path)?;
+        self.content_bytes -= old.content_len();
+        Some(old)
+    }
+
+    /// Bytes of file content and symlink targets held, each path counted once.
+    pub fn content_bytes(&self) -> u64 {
+        self.content_bytes
     }
 
     pub fn len(&self) -> usize {
@@ -121,7 +145,24 @@ mod tests {
             t.insert_file(p, "");
         }
         let under: Vec<&str> = t.under("tests/a").map(|(p, _)| p).collect();
+        assert_eq!(t.content_bytes(), 0);
         assert_eq!(under, vec!["tests/a/b/z", "tests/a/x"]);
         assert!(is_within("tests/a/x", "tests/a") && !is_within("tests/ab", "tests/a"));
+    }
+
+    #[test]
+    fn counts_the_content_it_holds_through_inserts_replacements_and_removals() {
+        let mut t = Tree::new();
+        let shared: Arc<[u8]> = Arc::from(&b"12345"[..]);
+        t.insert("a", Entry::File(shared.clone()));
+        t.insert("b", Entry::File(shared));
+        t.insert("c", Entry::Symlink("a".into()));
+        t.insert("d", Entry::Oversized(1 << 30));
+        assert_eq!(t.content_bytes(), 11, "each path counts, shared or not");
+        t.insert("a", Entry::File(Arc::from(&b"1"[..])));
+        assert_eq!(t.content_bytes(), 7);
+        t.remove("b");
+        t.remove("missing");
+        assert_eq!(t.content_bytes(), 2);
     }
 }

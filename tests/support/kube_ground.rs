@@ -247,7 +247,11 @@ impl<'a> Spec<'a> {
 
 pub const SCRIPT: &str = "import http from 'k6/http';\nimport { check, sleep } from 'k6';\nexport default function () {\n  check(http.get(`${__ENV.BASE_URL}/api/items`), { 'is 200': (r) => r.status === 200 });\n  sleep(0.05);\n}\n";
 
-pub fn files(s: &Spec, target: std::net::SocketAddr, script: &str) -> Vec<(String, Option<String>)> {
+pub fn files(
+    s: &Spec,
+    target: std::net::SocketAddr,
+    script: &str,
+) -> Vec<(String, Option<String>)> {
     vec![
         (
             format!("tests/{}/perftest.yaml", s.name),
@@ -266,4 +270,3 @@ pub fn removed(name: &str) -> Vec<(String, Option<String>)> {
         (format!("tests/{name}/script.js"), None),
     ]
 }
-

@@ -372,6 +372,14 @@ pub fn log_excerpt(log: &str) -> String {
     s
 }
 
+/// `maxVUs` from `k6 inspect --execution-requirements` output (pretty-printed JSON, maybe
+/// after log lines).
+fn inspect_max_vus(log: &str) -> Option<u64> {
+    let (start, end) = (log.find('{')?, log.rfind('}')?);
+    let v: serde_json::Value = serde_json::from_str(log.get(start..=end)?).ok()?;
+    v.get("maxVUs")?.as_u64()
+}
+
 /// Why the operator put the TestRun in its `error` stage, from the initializer pod's state
 /// and log (the stage itself carries no message).
 pub fn error_cause(
@@ -394,12 +402,7 @@ pub fn error_cause(
         RunnerState::Ended {
             exit_code: Some(0), ..
         } => {
-            let max_vus = init_log.and_then(|l| {
-                l.lines().find_map(|line| {
-                    let v: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
-                    v.get("maxVUs")?.as_u64()
-                })
-            });
+            let max_vus = init_log.and_then(inspect_max_vus);
             match max_vus {
                 Some(m) if (m as u64) < parallelism as u64 => format!(
                     "{head}: parallelism {parallelism} is more than the script's {m} VUs at most (k6 inspect in initializer pod {name}); lower parallelism or raise the VUs"

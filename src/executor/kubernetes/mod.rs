@@ -44,6 +44,8 @@ pub const ABORT_ANNOTATION: &str = "perfsync.dev/abort";
 const ATTEMPTS: u32 = 8;
 /// Rounds of reading an ended runner's log (each with its own retries) before giving up.
 const LOG_ROUNDS: u32 = 3;
+/// How long an `error` stage waits for the initializer pod's end to be seen.
+const ERROR_GRACE: Duration = Duration::from_secs(6);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
@@ -286,6 +288,7 @@ impl KubeExecutor {
         let mut last_key = String::new();
         let mut last_progress = tokio::time::Instant::now();
         let mut seen = false;
+        let mut error_seen: Option<tokio::time::Instant> = None;
         let ending = loop {
             let v = view.borrow_and_update().clone();
             if v.listed {
@@ -311,7 +314,20 @@ impl KubeExecutor {
                     self.stop(&name, &pods.runners, &mut logs).await;
                     break Ending::Aborted(why);
                 }
-                if stage.as_deref() == Some("error") {
+                // The pod watch may lag the TestRun's: give the initializer's end a moment
+                // to arrive, since its state and log are the only account of the error.
+                let init_ended = pods
+                    .initializer
+                    .is_some_and(|p| matches!(follow::runner_state(p), RunnerState::Ended { .. }));
+                let error_at = match stage.as_deref() {
+                    Some("error") => *error_seen.get_or_insert_with(tokio::time::Instant::now),
+                    _ => tokio::time::Instant::now(),
+                };
+                if stage.as_deref() == Some("error")
+                    && (init_ended
+                        || pods.initializer.is_none() && error_at.elapsed() >= ERROR_GRACE / 2
+                        || error_at.elapsed() >= ERROR_GRACE)
+                {
                     let init_log = match pods.initializer {
                         Some(p) => self.read_log(&p.name_any()).await.ok(),
                         None => None,

@@ -90,7 +90,10 @@ fn parse_v16(argv: &[String]) -> (Cli, Option<String>) {
             || a.starts_with("--block-hostnames")
             || a.starts_with("--blacklist-ip")
             || a.starts_with("--user-agent")
-            || matches!(a, "-l" | "--linger" | "--no-usage-report" | "--verbose" | "-v")
+            || matches!(
+                a,
+                "-l" | "--linger" | "--no-usage-report" | "--verbose" | "-v"
+            )
         {
         } else if matches!(a, "-o" | "--out") {
             if i + 1 < end && argv[i + 1] == "cloud" {
@@ -130,7 +133,10 @@ fn parse_v15(arguments: &str) -> (Cli, Option<String>) {
         }
         let end = values_end(i + 1);
         if a.starts_with("--log-output")
-            || matches!(a, "-l" | "--linger" | "--no-usage-report" | "--verbose" | "-v")
+            || matches!(
+                a,
+                "-l" | "--linger" | "--no-usage-report" | "--verbose" | "-v"
+            )
         {
         } else if matches!(a, "-o" | "--out") {
             // v1.5 looks for `cloud` anywhere before the end of the flag's values.

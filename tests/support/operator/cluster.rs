@@ -25,19 +25,34 @@ pub struct State {
 
 /// The pod the Job controller created for a Job.
 pub fn pod_of_job(sh: &Arc<Shared>, ns: &str, job: &str) -> Option<Value> {
-    let name = lock(&sh.cluster).pod_of_job.get(&(ns.to_string(), job.to_string())).cloned()?;
+    let name = lock(&sh.cluster)
+        .pod_of_job
+        .get(&(ns.to_string(), job.to_string()))
+        .cloned()?;
     sh.store.get(&pods(), ns, &name)
 }
 
 /// Records an Event about an object, as kubelet, the scheduler or a controller would.
 /// With synthetic runners (hundreds of pods) the routine ones are left out: each Event costs
 /// the store a scan of all Events.
-pub fn event(sh: &Arc<Shared>, ns: &str, kind: &str, name: &str, reason: &str, message: &str, type_: &str) {
-    let routine = matches!(reason, "Scheduled" | "SuccessfulCreate" | "Completed" | "Pulled" | "Created" | "Started");
+pub fn event(
+    sh: &Arc<Shared>,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    reason: &str,
+    message: &str,
+    type_: &str,
+) {
+    let routine = matches!(
+        reason,
+        "Scheduled" | "SuccessfulCreate" | "Completed" | "Pulled" | "Created" | "Started"
+    );
     if routine && sh.opts.synthetic.is_some() {
         return;
     }
-    sh.store.record_event(ns, kind, name, reason, message, type_);
+    sh.store
+        .record_event(ns, kind, name, reason, message, type_);
 }
 
 /// A Kubernetes CPU quantity in millicores (`"2"`, `"500m"`, `"1.5"`).
@@ -90,7 +105,11 @@ pub fn requests(pod: &Value) -> (u64, u64) {
         let r = &c["resources"];
         let get = |k: &str| {
             let v = &r["requests"][k];
-            if v.is_null() { quantity(&r["limits"][k]) } else { quantity(v) }
+            if v.is_null() {
+                quantity(&r["limits"][k])
+            } else {
+                quantity(v)
+            }
         };
         cpu += cpu_milli(&get("cpu")).unwrap_or(0);
         mem += bytes(&get("memory")).unwrap_or(0);
@@ -104,7 +123,8 @@ pub fn on_event(sh: &Arc<Shared>, e: &Event) {
         ("jobs", "DELETED") => {
             let mut st = lock(&sh.cluster);
             st.with_pod.remove(s(&e.object, "/metadata/uid"));
-            st.pod_of_job.remove(&(e.ns.clone(), s(&e.object, "/metadata/name").to_string()));
+            st.pod_of_job
+                .remove(&(e.ns.clone(), s(&e.object, "/metadata/name").to_string()));
         }
         ("pods", "ADDED") => schedule(sh, &e.object),
         ("pods", "DELETED") => {
@@ -138,8 +158,13 @@ pub fn resync(sh: &Arc<Shared>) {
         }
     }
     for svc in sh.store.list(&services(), None, "") {
-        let key = (s(&svc, "/metadata/namespace").to_string(), s(&svc, "/metadata/name").to_string());
-        if s(&svc, "/spec/clusterIP").is_empty() && !lock(&sh.cluster).services_waiting.contains_key(&key) {
+        let key = (
+            s(&svc, "/metadata/namespace").to_string(),
+            s(&svc, "/metadata/name").to_string(),
+        );
+        if s(&svc, "/spec/clusterIP").is_empty()
+            && !lock(&sh.cluster).services_waiting.contains_key(&key)
+        {
             service_ip(sh, &svc);
         }
     }
@@ -166,11 +191,15 @@ const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// The Job controller: the Job's pod, from its template, named `<job>-<5 random>`.
 fn ensure_pod(sh: &Arc<Shared>, job: &Value) {
     let uid = s(job, "/metadata/uid").to_string();
-    if job.pointer("/status/completionTime").is_some() || !lock(&sh.cluster).with_pod.insert(uid.clone()) {
+    if job.pointer("/status/completionTime").is_some()
+        || !lock(&sh.cluster).with_pod.insert(uid.clone())
+    {
         return;
     }
     let (ns, name) = (s(job, "/metadata/namespace"), s(job, "/metadata/name"));
-    let suffix: String = (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect();
     let template = &job["spec"]["template"];
     let mut labels = template["metadata"]["labels"].clone();
     if !labels.is_object() {
@@ -196,9 +225,10 @@ fn ensure_pod(sh: &Arc<Shared>, job: &Value) {
         "spec": spec});
     match sh.store.create(&pods(), ns, pod) {
         Ok(_) => {
-            lock(&sh.cluster)
-                .pod_of_job
-                .insert((ns.to_string(), name.to_string()), format!("{name}-{suffix}"));
+            lock(&sh.cluster).pod_of_job.insert(
+                (ns.to_string(), name.to_string()),
+                format!("{name}-{suffix}"),
+            );
             let _ = sh.store.merge(
                 &jobs(),
                 ns,
@@ -206,12 +236,28 @@ fn ensure_pod(sh: &Arc<Shared>, job: &Value) {
                 &json!({"status": {"active": 1, "ready": 0, "startTime": now()}}),
                 true,
             );
-            event(sh, ns, "Job", name, "SuccessfulCreate", &format!("Created pod: {name}-{suffix}"), "Normal");
+            event(
+                sh,
+                ns,
+                "Job",
+                name,
+                "SuccessfulCreate",
+                &format!("Created pod: {name}-{suffix}"),
+                "Normal",
+            );
         }
         Err((_, status)) => {
             lock(&sh.cluster).with_pod.remove(&uid);
             let msg = s(&status, "/message").to_string();
-            event(sh, ns, "Job", name, "FailedCreate", &format!("Error creating: {msg}"), "Warning");
+            event(
+                sh,
+                ns,
+                "Job",
+                name,
+                "FailedCreate",
+                &format!("Error creating: {msg}"),
+                "Warning",
+            );
         }
     }
 }
@@ -237,11 +283,21 @@ pub fn pod_ended(sh: &Arc<Shared>, pod: &Value, succeeded: bool) {
             "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                 "message": "Job has reached the specified backoff limit", "lastProbeTime": t, "lastTransitionTime": t}]})
     };
-    let _ = sh.store.merge(&jobs(), ns, job, &json!({ "status": status }), true);
+    let _ = sh
+        .store
+        .merge(&jobs(), ns, job, &json!({ "status": status }), true);
     if succeeded {
         event(sh, ns, "Job", job, "Completed", "Job completed", "Normal");
     } else {
-        event(sh, ns, "Job", job, "BackoffLimitExceeded", "Job has reached the specified backoff limit", "Warning");
+        event(
+            sh,
+            ns,
+            "Job",
+            job,
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+            "Warning",
+        );
     }
 }
 
@@ -262,14 +318,22 @@ fn schedule(sh: &Arc<Shared>, pod: &Value) {
         s(pod, "/metadata/uid").to_string(),
     );
     let (cpu, mem) = requests(pod);
-    let selector = pod["spec"]["nodeSelector"].as_object().cloned().unwrap_or_default();
+    let selector = pod["spec"]["nodeSelector"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     let mut reasons: BTreeMap<&str, u32> = BTreeMap::new();
     let mut chosen = None;
     {
         let st = lock(&sh.cluster);
         for node in &sh.opts.nodes {
-            if !selector.iter().all(|(k, v)| node.labels.get(k).map(String::as_str) == v.as_str()) {
-                *reasons.entry("node(s) didn't match Pod's node affinity/selector").or_default() += 1;
+            if !selector
+                .iter()
+                .all(|(k, v)| node.labels.get(k).map(String::as_str) == v.as_str())
+            {
+                *reasons
+                    .entry("node(s) didn't match Pod's node affinity/selector")
+                    .or_default() += 1;
                 continue;
             }
             let (used_cpu, used_mem) = st
@@ -295,7 +359,11 @@ fn schedule(sh: &Arc<Shared>, pod: &Value) {
     let Some(node) = chosen else {
         let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
         parts.sort();
-        let message = format!("0/{} nodes are available: {}.", sh.opts.nodes.len(), parts.join(", "));
+        let message = format!(
+            "0/{} nodes are available: {}.",
+            sh.opts.nodes.len(),
+            parts.join(", ")
+        );
         let before = lock(&sh.cluster)
             .unschedulable
             .insert(uid.clone(), (ns.clone(), name.clone(), message.clone()));
@@ -303,7 +371,15 @@ fn schedule(sh: &Arc<Shared>, pod: &Value) {
             let _ = sh.store.merge(&pods(), &ns, &name, &json!({"status": {"phase": "Pending",
                 "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                     "message": message, "lastProbeTime": null, "lastTransitionTime": t}]}}), true);
-            event(sh, &ns, "Pod", &name, "FailedScheduling", &message, "Warning");
+            event(
+                sh,
+                &ns,
+                "Pod",
+                &name,
+                "FailedScheduling",
+                &message,
+                "Warning",
+            );
         }
         return;
     };
@@ -312,11 +388,25 @@ fn schedule(sh: &Arc<Shared>, pod: &Value) {
         st.unschedulable.remove(&uid);
         st.bound.insert(uid.clone(), (node.clone(), cpu, mem));
     }
-    let Ok(bound) = sh.store.merge(&pods(), &ns, &name, &json!({"spec": {"nodeName": node}}), false) else {
+    let Ok(bound) = sh.store.merge(
+        &pods(),
+        &ns,
+        &name,
+        &json!({"spec": {"nodeName": node}}),
+        false,
+    ) else {
         lock(&sh.cluster).bound.remove(&uid);
         return;
     };
-    event(sh, &ns, "Pod", &name, "Scheduled", &format!("Successfully assigned {ns}/{name} to {node}"), "Normal");
+    event(
+        sh,
+        &ns,
+        "Pod",
+        &name,
+        "Scheduled",
+        &format!("Successfully assigned {ns}/{name} to {node}"),
+        "Normal",
+    );
     kubelet::admit(sh, &bound);
 }
 
@@ -325,7 +415,11 @@ fn schedule(sh: &Arc<Shared>, pod: &Value) {
 pub fn service_ip(sh: &Arc<Shared>, svc: &Value) {
     let selector: BTreeMap<String, String> = svc["spec"]["selector"]
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     if selector.is_empty() || !s(svc, "/spec/clusterIP").is_empty() {
         return;
@@ -342,7 +436,9 @@ pub fn service_ip(sh: &Arc<Shared>, svc: &Value) {
 }
 
 fn set_cluster_ip(sh: &Arc<Shared>, ns: &str, name: &str, ip: &str) {
-    lock(&sh.cluster).services_waiting.remove(&(ns.to_string(), name.to_string()));
+    lock(&sh.cluster)
+        .services_waiting
+        .remove(&(ns.to_string(), name.to_string()));
     let _ = sh.store.merge(
         &services(),
         ns,
@@ -357,7 +453,9 @@ pub fn pod_has_ip(sh: &Arc<Shared>, run: &kubelet::PodRun) {
     let ready: Vec<String> = lock(&sh.cluster)
         .services_waiting
         .iter()
-        .filter(|((ns, _), sel)| *ns == run.ns && sel.iter().all(|(k, v)| run.labels.get(k) == Some(v)))
+        .filter(|((ns, _), sel)| {
+            *ns == run.ns && sel.iter().all(|(k, v)| run.labels.get(k) == Some(v))
+        })
         .map(|((_, name), _)| name.clone())
         .collect();
     for name in ready {

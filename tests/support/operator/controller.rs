@@ -5,7 +5,9 @@
 
 use super::args::parse_cli;
 use super::kube_api::Event;
-use super::{cluster, initializer, jobs, lock, now, process, runners, s, services, starter, testruns, Shared};
+use super::{
+    cluster, initializer, jobs, lock, now, process, runners, s, services, starter, testruns, Shared,
+};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -44,7 +46,9 @@ pub async fn reconcile(sh: &Arc<Shared>, which: Option<BTreeSet<(String, String)
 
 fn condition_reason(ty: &str, status: &str) -> String {
     match (ty, status) {
-        ("TestRunRunning", "Unknown") | ("TeardownExecuted", "Unknown") => "TestRunPreparation".into(),
+        ("TestRunRunning", "Unknown") | ("TeardownExecuted", "Unknown") => {
+            "TestRunPreparation".into()
+        }
         ("CloudTestRun", "Unknown") => "TestRunTypeUnknown".into(),
         _ => format!("{ty}{status}"),
     }
@@ -76,7 +80,12 @@ fn may_follow(current: &str, proposed: &str) -> bool {
 
 /// The operator's `UpdateStatus`: re-reads the TestRun, applies the proposed conditions and
 /// stage where they are newer, and patches the status. Whether anything changed.
-fn update_status(sh: &Shared, tr: &Value, stage: Option<&str>, conditions: &[(&str, &str)]) -> bool {
+fn update_status(
+    sh: &Shared,
+    tr: &Value,
+    stage: Option<&str>,
+    conditions: &[(&str, &str)],
+) -> bool {
     let (ns, name) = (s(tr, "/metadata/namespace"), s(tr, "/metadata/name"));
     let Some(current) = sh.store.get(&testruns(), ns, name) else {
         return false;
@@ -115,10 +124,16 @@ fn update_status(sh: &Shared, tr: &Value, stage: Option<&str>, conditions: &[(&s
     if !changed {
         return false;
     }
-    match sh.store.merge(&testruns(), ns, name, &json!({ "status": status }), true) {
+    match sh
+        .store
+        .merge(&testruns(), ns, name, &json!({ "status": status }), true)
+    {
         Ok(_) => true,
         Err((_, e)) => {
-            sh.say(format!("{ns}/{name}: could not update status of custom resource: {}", s(&e, "/message")));
+            sh.say(format!(
+                "{ns}/{name}: could not update status of custom resource: {}",
+                s(&e, "/message")
+            ));
             false
         }
     }
@@ -161,7 +176,10 @@ async fn reconcile_one(sh: &Arc<Shared>, tr: &Value) {
                     ("CloudPLZTestRun", "False"),
                 ],
             );
-            let disabled = spec.pointer("/initializer/disabled").and_then(|d| d.as_bool()) == Some(true);
+            let disabled = spec
+                .pointer("/initializer/disabled")
+                .and_then(|d| d.as_bool())
+                == Some(true);
             if disabled && !cli.has_cloud_out {
                 update_status(sh, tr, Some("initialized"), &[]);
                 return;
@@ -174,7 +192,10 @@ async fn reconcile_one(sh: &Arc<Shared>, tr: &Value) {
                 Err(e) => return sh.say(format!("{ns}/{name}: {e}")),
             };
             if let Err((_, e)) = sh.store.create(&jobs(), &ns, job) {
-                sh.say(format!("{ns}/{name}: Failed to launch k6 test initializer: {}", s(&e, "/message")));
+                sh.say(format!(
+                    "{ns}/{name}: Failed to launch k6 test initializer: {}",
+                    s(&e, "/message")
+                ));
             }
         }
         "initialization" => {
@@ -194,7 +215,10 @@ async fn reconcile_one(sh: &Arc<Shared>, tr: &Value) {
             let log = process::pod_dir(&sh.work, &ns, pod_name).join("log");
             let inspect = std::fs::read_to_string(&log)
                 .map_err(|e| e.to_string())
-                .and_then(|t| serde_json::from_str::<Value>(&t).map_err(|e| format!("unable to unmarshal `{t}`: {e}")));
+                .and_then(|t| {
+                    serde_json::from_str::<Value>(&t)
+                        .map_err(|e| format!("unable to unmarshal `{t}`: {e}"))
+                });
             let inspect = match inspect {
                 Ok(v) => v,
                 Err(e) => {
@@ -217,7 +241,12 @@ async fn reconcile_one(sh: &Arc<Shared>, tr: &Value) {
         "started" => {
             let finished = runner_jobs(sh, &ns, &name, n)
                 .iter()
-                .filter(|j| j.pointer("/status/active").and_then(|a| a.as_u64()).unwrap_or(0) == 0)
+                .filter(|j| {
+                    j.pointer("/status/active")
+                        .and_then(|a| a.as_u64())
+                        .unwrap_or(0)
+                        == 0
+                })
                 .count();
             if finished < n as usize {
                 return;
@@ -249,7 +278,11 @@ fn runner_jobs(sh: &Shared, ns: &str, name: &str, n: u32) -> Vec<Value> {
 
 /// `CreateJobs`: a Job and a Service per runner, then `created`; a failed create stops there.
 fn create_runners(sh: &Arc<Shared>, tr: &Value, ns: &str, name: &str, n: u32) {
-    if sh.store.get(&jobs(), ns, &runners::job_name(name, 1)).is_some() {
+    if sh
+        .store
+        .get(&jobs(), ns, &runners::job_name(name, 1))
+        .is_some()
+    {
         let status = tr.get("status").cloned().unwrap_or_default();
         let recent = condition(&status, "CloudTestRun")
             .and_then(|c| c["lastTransitionTime"].as_str().map(str::to_string))
@@ -270,10 +303,16 @@ fn create_runners(sh: &Arc<Shared>, tr: &Value, ns: &str, name: &str, n: u32) {
             Err(e) => return sh.say(format!("{ns}/{name}: Failed to generate k6 test job: {e}")),
         };
         if let Err((_, e)) = sh.store.create(&jobs(), ns, job) {
-            return sh.say(format!("{ns}/{name}: Failed to launch k6 test: {}", s(&e, "/message")));
+            return sh.say(format!(
+                "{ns}/{name}: Failed to launch k6 test: {}",
+                s(&e, "/message")
+            ));
         }
         if let Err((_, e)) = sh.store.create(&services(), ns, runners::service(tr, i)) {
-            return sh.say(format!("{ns}/{name}: Failed to launch k6 test services: {}", s(&e, "/message")));
+            return sh.say(format!(
+                "{ns}/{name}: Failed to launch k6 test services: {}",
+                s(&e, "/message")
+            ));
         }
     }
     update_status(sh, tr, Some("created"), &[]);
@@ -284,7 +323,8 @@ async fn status_ok(host: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let attempt = async {
         let mut c = tokio::net::TcpStream::connect((host, 6565)).await.ok()?;
-        let req = format!("GET /v1/status HTTP/1.1\r\nHost: {host}:6565\r\nConnection: close\r\n\r\n");
+        let req =
+            format!("GET /v1/status HTTP/1.1\r\nHost: {host}:6565\r\nConnection: close\r\n\r\n");
         c.write_all(req.as_bytes()).await.ok()?;
         let mut buf = vec![0u8; 64];
         let n = c.read(&mut buf).await.ok()?;
@@ -306,12 +346,18 @@ async fn start_runners(sh: &Arc<Shared>, tr: &Value, ns: &str, name: &str, n: u3
         return;
     }
     let mut hosts = Vec::new();
-    let services = (1..=n).filter_map(|i| sh.store.get(&services(), ns, &runners::service_name(name, i)));
+    let services = (1..=n).filter_map(|i| {
+        sh.store
+            .get(&services(), ns, &runners::service_name(name, i))
+    });
     for svc in services.collect::<Vec<_>>() {
         let ip = s(&svc, "/spec/clusterIP").to_string();
         let ready = !ip.is_empty() && (sh.opts.synthetic.is_some() || status_ok(&ip).await);
         if !ready {
-            sh.say(format!("{ns}/{name}: {} service is not ready", s(&svc, "/metadata/name")));
+            sh.say(format!(
+                "{ns}/{name}: {} service is not ready",
+                s(&svc, "/metadata/name")
+            ));
             return;
         }
         hosts.push(ip);
@@ -323,7 +369,10 @@ async fn start_runners(sh: &Arc<Shared>, tr: &Value, ns: &str, name: &str, n: u3
             Ok(_) => {}
             Err((409, _)) => {}
             Err((_, e)) => {
-                return sh.say(format!("{ns}/{name}: Failed to launch k6 test starter: {}", s(&e, "/message")));
+                return sh.say(format!(
+                    "{ns}/{name}: Failed to launch k6 test starter: {}",
+                    s(&e, "/message")
+                ));
             }
         }
     }

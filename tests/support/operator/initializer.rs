@@ -3,7 +3,9 @@
 //! then `k6 inspect --execution-requirements`, printing only inspect's JSON on success.
 
 use super::args::{needs_shell, Cli};
-use super::runners::{annotations, container, labels, owner, pod_spec, ports, volumes_and_mounts, Script};
+use super::runners::{
+    annotations, container, labels, owner, pod_spec, ports, volumes_and_mounts, Script,
+};
 use super::{s, Version};
 use serde_json::{json, Value};
 
@@ -24,7 +26,11 @@ pub fn section(spec: &Value) -> &Value {
 /// go to a file that is printed only when they fail (or log at level error), so that a
 /// successful run prints inspect's JSON and nothing else.
 fn program(setup: &str, archive: &str, archive_cmd: &str) -> String {
-    let setup = if setup.is_empty() { String::new() } else { format!("{setup}\n") };
+    let setup = if setup.is_empty() {
+        String::new()
+    } else {
+        format!("{setup}\n")
+    };
     format!(
         r#"if ! command -v k6 >/dev/null 2>&1; then
   echo 'level=error msg="no k6 executable in PATH: the initializer image needs k6"' >&2
@@ -70,7 +76,7 @@ pub fn command(spec: &Value, version: Version, cli: &Cli) -> Result<Vec<String>,
                 Version::V1_5 => env_flags.push_str(&format!(" -e {name}=\"{}\"", s(e, "/value"))),
             }
         }
-        let line = cli.archive_args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+        let line = cli.archive_args.join(" ");
         let archive_cmd = format!("k6 archive {script_name}{env_flags} -O {archive} {line}");
         return Ok(vec![program("", &archive, &archive_cmd)]);
     }
@@ -102,7 +108,13 @@ pub fn job(tr: &Value, version: Version, cli: &Cli) -> Result<Value, String> {
     let mut cmd = vec!["sh".to_string(), "-c".to_string()];
     cmd.extend(command(spec, version, cli)?);
     let (volumes, mounts) = volumes_and_mounts(&script, sec);
-    let mut c = container(sec, "grafana/k6:latest", cmd, sec["env"].clone(), ports(spec));
+    let mut c = container(
+        sec,
+        "grafana/k6:latest",
+        cmd,
+        sec["env"].clone(),
+        ports(spec),
+    );
     c["volumeMounts"] = mounts;
     let pod = pod_spec(sec, vec![c], volumes);
     let labels = labels(name, false, sec);

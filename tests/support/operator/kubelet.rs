@@ -6,8 +6,8 @@
 //! cannot be pulled is never pulled.
 
 use super::cluster::{self, event};
+use super::env::{environment, expand, volume_files};
 use super::{lock, now, process, pullable, s, synthetic, Shared};
-use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -48,7 +48,9 @@ fn allocate_ip(st: &mut State) -> String {
         if st.ips.contains(&ip) {
             continue;
         }
-        let Ok(addr) = format!("{ip}:6565").parse::<std::net::SocketAddr>() else { continue };
+        let Ok(addr) = format!("{ip}:6565").parse::<std::net::SocketAddr>() else {
+            continue;
+        };
         if std::net::TcpListener::bind(addr).is_ok() {
             st.ips.insert(ip.clone());
             return ip;
@@ -68,7 +70,12 @@ pub fn admit(sh: &Arc<Shared>, pod: &Value) {
             return;
         }
         let node = s(pod, "/spec/nodeName");
-        let index = sh.opts.nodes.iter().position(|n| n.name == node).unwrap_or(0);
+        let index = sh
+            .opts
+            .nodes
+            .iter()
+            .position(|n| n.name == node)
+            .unwrap_or(0);
         let ip = allocate_ip(&mut st);
         st.pods.insert(
             uid.clone(),
@@ -122,7 +129,10 @@ pub fn deleted(sh: &Arc<Shared>, pod: &Value) {
     if let Some(run) = run {
         lock(&sh.kubelet).ips.remove(&run.ip);
     }
-    let grace = pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30).min(5);
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap_or(30)
+        .min(5);
     process::kill_pod(sh, s(pod, "/metadata/name"), grace);
     synthetic::deleted(sh, uid);
 }
@@ -132,7 +142,9 @@ pub fn ip_of(sh: &Arc<Shared>, ns: &str, selector: &BTreeMap<String, String>) ->
     let st = lock(&sh.kubelet);
     st.pods
         .values()
-        .find(|r| r.running && r.ns == ns && selector.iter().all(|(k, v)| r.labels.get(k) == Some(v)))
+        .find(|r| {
+            r.running && r.ns == ns && selector.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+        })
         .map(|r| r.ip.clone())
 }
 
@@ -152,7 +164,11 @@ pub fn status(run: &PodRun, pod: &Value, phase: &str, state: Value, ready: bool)
         v
     };
     let ended = matches!(phase, "Succeeded" | "Failed");
-    let not_ready = if ended { "PodCompleted" } else { "ContainersNotReady" };
+    let not_ready = if ended {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
     let started = state.get("running").is_some();
     json!({"status": {"phase": phase, "hostIP": run.host_ip, "podIP": run.ip, "podIPs": [{"ip": run.ip}],
         "startTime": run.start,
@@ -187,196 +203,10 @@ fn wait(sh: &Arc<Shared>, run: &PodRun, pod: &Value, reason: &str, message: &str
             waiting["message"] = json!(message);
         }
         let st = status(run, pod, "Pending", json!({ "waiting": waiting }), false);
-        let _ = sh.store.merge(&super::pods(), &run.ns, &run.name, &st, true);
+        let _ = sh
+            .store
+            .merge(&super::pods(), &run.ns, &run.name, &st, true);
     }
-}
-
-fn secret_data(secret: &Value) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for (k, v) in secret["data"].as_object().into_iter().flatten() {
-        if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
-            out.insert(k.clone(), b);
-        }
-    }
-    for (k, v) in secret["stringData"].as_object().into_iter().flatten() {
-        out.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
-    }
-    out
-}
-
-fn configmap_data(cm: &Value) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for (k, v) in cm["data"].as_object().into_iter().flatten() {
-        out.insert(k.clone(), v.as_str().unwrap_or("").as_bytes().to_vec());
-    }
-    for (k, v) in cm["binaryData"].as_object().into_iter().flatten() {
-        if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")) {
-            out.insert(k.clone(), b);
-        }
-    }
-    out
-}
-
-/// The files of one volume (`None`: a volume kind not modelled, mounted empty), or why it
-/// cannot be set up.
-fn volume_files(sh: &Arc<Shared>, ns: &str, vol: &Value) -> Result<Option<BTreeMap<String, Vec<u8>>>, String> {
-    let (source, kind, data) = if let Some(cm) = vol.get("configMap") {
-        let name = s(cm, "/name");
-        let obj = sh.store.get(&super::kube_api::Coll::new("", "configmaps"), ns, name);
-        (cm, format!("configmap \"{name}\" not found"), obj.map(|o| configmap_data(&o)))
-    } else if let Some(sec) = vol.get("secret") {
-        let name = s(sec, "/secretName");
-        let obj = sh.store.get(&super::kube_api::Coll::new("", "secrets"), ns, name);
-        (sec, format!("secret \"{name}\" not found"), obj.map(|o| secret_data(&o)))
-    } else {
-        return Ok(None);
-    };
-    let optional = source["optional"].as_bool() == Some(true);
-    let Some(data) = data else {
-        return if optional { Ok(Some(BTreeMap::new())) } else { Err(kind) };
-    };
-    let Some(items) = source["items"].as_array() else {
-        return Ok(Some(data));
-    };
-    let mut out = BTreeMap::new();
-    for item in items {
-        let key = s(item, "/key");
-        match data.get(key) {
-            Some(b) => {
-                out.insert(s(item, "/path").to_string(), b.clone());
-            }
-            None if optional => {}
-            None => {
-                let what = if vol.get("configMap").is_some() { "configmap" } else { "secret" };
-                return Err(format!("{what} references non-existent config key: {key}"));
-            }
-        }
-    }
-    Ok(Some(out))
-}
-
-/// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined reference is
-/// kept as written, `$$` is a literal `$`.
-pub fn expand(input: &str, vars: &BTreeMap<String, String>) -> String {
-    let chars: Vec<char> = input.chars().collect();
-    let mut out = String::new();
-    let mut i = 0;
-    while i < chars.len() {
-        if chars[i] != '$' || i + 1 >= chars.len() {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        match chars[i + 1] {
-            '$' => {
-                out.push('$');
-                i += 2;
-            }
-            '(' => match chars[i + 2..].iter().position(|c| *c == ')') {
-                Some(len) => {
-                    let name: String = chars[i + 2..i + 2 + len].iter().collect();
-                    match vars.get(&name) {
-                        Some(v) => out.push_str(v),
-                        None => out.push_str(&format!("$({name})")),
-                    }
-                    i += len + 3;
-                }
-                None => {
-                    out.push_str("$(");
-                    i += 2;
-                }
-            },
-            c => {
-                out.push('$');
-                out.push(c);
-                i += 2;
-            }
-        }
-    }
-    out
-}
-
-/// The container's environment, as kubelet builds it: `envFrom` first, then `env` in order
-/// (a value may use `$(NAME)` of those before it).
-fn environment(sh: &Arc<Shared>, run: &PodRun, pod: &Value, c: &Value) -> Result<Vec<(String, String)>, String> {
-    let ns = run.ns.as_str();
-    let secrets = super::kube_api::Coll::new("", "secrets");
-    let configmaps = super::kube_api::Coll::new("", "configmaps");
-    let mut env: Vec<(String, String)> = Vec::new();
-    let set = |env: &mut Vec<(String, String)>, k: String, v: String| {
-        env.retain(|(x, _)| *x != k);
-        env.push((k, v));
-    };
-    for from in c["envFrom"].as_array().into_iter().flatten() {
-        let prefix = s(from, "/prefix");
-        let optional = |r: &Value| r["optional"].as_bool() == Some(true);
-        let data = if let Some(r) = from.get("secretRef") {
-            match sh.store.get(&secrets, ns, s(r, "/name")) {
-                Some(o) => secret_data(&o),
-                None if optional(r) => continue,
-                None => return Err(format!("secret \"{}\" not found", s(r, "/name"))),
-            }
-        } else if let Some(r) = from.get("configMapRef") {
-            match sh.store.get(&configmaps, ns, s(r, "/name")) {
-                Some(o) => configmap_data(&o),
-                None if optional(r) => continue,
-                None => return Err(format!("configmap \"{}\" not found", s(r, "/name"))),
-            }
-        } else {
-            continue;
-        };
-        for (k, v) in data {
-            set(&mut env, format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned());
-        }
-    }
-    for e in c["env"].as_array().into_iter().flatten() {
-        let name = s(e, "/name").to_string();
-        let known: BTreeMap<String, String> = env.iter().cloned().collect();
-        let value = if let Some(v) = e.get("value").and_then(|v| v.as_str()) {
-            expand(v, &known)
-        } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
-            let (sn, key, optional) = (s(r, "/name"), s(r, "/key"), r["optional"].as_bool() == Some(true));
-            let Some(secret) = sh.store.get(&secrets, ns, sn) else {
-                if optional {
-                    continue;
-                }
-                return Err(format!("secret \"{sn}\" not found"));
-            };
-            match secret_data(&secret).get(key) {
-                Some(b) => String::from_utf8_lossy(b).into_owned(),
-                None if optional => continue,
-                None => return Err(format!("couldn't find key {key} in Secret {ns}/{sn}")),
-            }
-        } else if let Some(r) = e.pointer("/valueFrom/configMapKeyRef") {
-            let (cn, key, optional) = (s(r, "/name"), s(r, "/key"), r["optional"].as_bool() == Some(true));
-            let Some(cm) = sh.store.get(&configmaps, ns, cn) else {
-                if optional {
-                    continue;
-                }
-                return Err(format!("configmap \"{cn}\" not found"));
-            };
-            match configmap_data(&cm).get(key) {
-                Some(b) => String::from_utf8_lossy(b).into_owned(),
-                None if optional => continue,
-                None => return Err(format!("couldn't find key {key} in ConfigMap {ns}/{cn}")),
-            }
-        } else if let Some(path) = e.pointer("/valueFrom/fieldRef/fieldPath").and_then(|p| p.as_str()) {
-            match path {
-                "metadata.name" => run.name.clone(),
-                "metadata.namespace" => run.ns.clone(),
-                "metadata.uid" => run.uid.clone(),
-                "spec.nodeName" => s(pod, "/spec/nodeName").to_string(),
-                "spec.serviceAccountName" => s(pod, "/spec/serviceAccountName").to_string(),
-                "status.podIP" => run.ip.clone(),
-                "status.hostIP" => run.host_ip.clone(),
-                _ => String::new(),
-            }
-        } else {
-            String::new()
-        };
-        set(&mut env, name, value);
-    }
-    Ok(env)
 }
 
 /// Mounts, image, environment; then the container starts.
@@ -407,7 +237,13 @@ fn try_start(sh: &Arc<Shared>, pod: &Value) {
     }
     // 2. The image.
     if !pullable(&image) {
-        event_once(sh, &run, "Pulling", &format!("Pulling image \"{image}\""), "Normal");
+        event_once(
+            sh,
+            &run,
+            "Pulling",
+            &format!("Pulling image \"{image}\""),
+            "Normal",
+        );
         let failed = format!("Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found");
         event_once(sh, &run, "Failed", &failed, "Warning");
         event_once(sh, &run, "Failed", "Error: ErrImagePull", "Warning");
@@ -444,7 +280,9 @@ fn try_start(sh: &Arc<Shared>, pod: &Value) {
     }
     {
         let mut st = lock(&sh.kubelet);
-        let Some(r) = st.pods.get_mut(uid) else { return };
+        let Some(r) = st.pods.get_mut(uid) else {
+            return;
+        };
         r.running = true;
         r.started_at = now();
     }
@@ -461,7 +299,9 @@ fn try_start(sh: &Arc<Shared>, pod: &Value) {
     let mut mounts = Vec::new();
     for vm in c["volumeMounts"].as_array().into_iter().flatten() {
         let vname = s(vm, "/name");
-        let Some(content) = files.get(vname) else { continue };
+        let Some(content) = files.get(vname) else {
+            continue;
+        };
         let vdir = dir.join("volumes").join(vname);
         if !vdir.exists() {
             if let Err(e) = process::write_files(&vdir, content.as_ref()) {
@@ -470,7 +310,11 @@ fn try_start(sh: &Arc<Shared>, pod: &Value) {
         }
         let sub = s(vm, "/subPath");
         mounts.push(process::Mount {
-            src: if sub.is_empty() { vdir.clone() } else { vdir.join(sub) },
+            src: if sub.is_empty() {
+                vdir.clone()
+            } else {
+                vdir.join(sub)
+            },
             target: PathBuf::from(s(vm, "/mountPath")),
             read_only: vm["readOnly"].as_bool() == Some(true) || content.is_some(),
         });
@@ -491,15 +335,35 @@ fn try_start(sh: &Arc<Shared>, pod: &Value) {
 }
 
 fn running(sh: &Arc<Shared>, run: &PodRun, pod: &Value) {
-    let st = status(run, pod, "Running", json!({"running": {"startedAt": run.started_at}}), true);
-    let _ = sh.store.merge(&super::pods(), &run.ns, &run.name, &st, true);
+    let st = status(
+        run,
+        pod,
+        "Running",
+        json!({"running": {"startedAt": run.started_at}}),
+        true,
+    );
+    let _ = sh
+        .store
+        .merge(&super::pods(), &run.ns, &run.name, &st, true);
     if sh.opts.synthetic.is_none() {
         let c = &pod["spec"]["containers"][0];
         let (image, name) = (s(c, "/image"), s(c, "/name"));
         let pulled = format!("Container image \"{image}\" already present on machine");
         event_once(sh, run, "Pulled", &pulled, "Normal");
-        event_once(sh, run, "Created", &format!("Created container: {name}"), "Normal");
-        event_once(sh, run, "Started", &format!("Started container {name}"), "Normal");
+        event_once(
+            sh,
+            run,
+            "Created",
+            &format!("Created container: {name}"),
+            "Normal",
+        );
+        event_once(
+            sh,
+            run,
+            "Started",
+            &format!("Started container {name}"),
+            "Normal",
+        );
     }
     if let Some(run) = run_of(sh, &run.uid) {
         cluster::pod_has_ip(sh, &run);
@@ -511,7 +375,9 @@ fn start_error(sh: &Arc<Shared>, run: &PodRun, pod: &Value, why: &str) {
     let state = json!({"terminated": {"exitCode": 128, "reason": "StartError", "message": why,
         "startedAt": "1970-01-01T00:00:00Z", "finishedAt": now()}});
     let st = status(run, pod, "Failed", state, false);
-    let _ = sh.store.merge(&super::pods(), &run.ns, &run.name, &st, true);
+    let _ = sh
+        .store
+        .merge(&super::pods(), &run.ns, &run.name, &st, true);
     event_once(sh, run, "Failed", &format!("Error: {why}"), "Warning");
     cluster::pod_ended(sh, pod, false);
 }
@@ -522,11 +388,17 @@ pub fn finished(sh: &Arc<Shared>, run: &PodRun, pod: &Value, code: i32) {
     if sh.store.get(&super::pods(), &run.ns, &run.name).is_none() {
         return;
     }
-    let (phase, reason) = if code == 0 { ("Succeeded", "Completed") } else { ("Failed", "Error") };
+    let (phase, reason) = if code == 0 {
+        ("Succeeded", "Completed")
+    } else {
+        ("Failed", "Error")
+    };
     let state = json!({"terminated": {"exitCode": code, "reason": reason,
         "startedAt": run.started_at, "finishedAt": now(), "containerID": format!("containerd://{}", run.uid)}});
     let st = status(run, pod, phase, state, false);
-    let _ = sh.store.merge(&super::pods(), &run.ns, &run.name, &st, true);
+    let _ = sh
+        .store
+        .merge(&super::pods(), &run.ns, &run.name, &st, true);
     cluster::pod_ended(sh, pod, code == 0);
     let testrun = s(pod, "/metadata/labels/k6_cr");
     let index = s(pod, "/metadata/labels/job-name")

@@ -38,6 +38,11 @@
 //!   back-off) are a fraction of a second here; nothing else about them changes.
 //! - **Cloud.** `--out cloud`, PLZ, istio/scuttle and `VolumeClaim`/`LocalFile` scripts are
 //!   not modelled: a script that is not a ConfigMap leaves the TestRun stuck, logged.
+//! - **Lookups.** Where the operator lists runner Jobs, pods and Services by label, the
+//!   stand-in reads them by name (`<testrun>-<i>`, `<testrun>-service-<i>`, and the pod the Job
+//!   controller made for each Job): the same objects, without scanning the whole store.
+//! - **Synthetic mode** leaves out the routine Events (Scheduled, Pulled, Created, Started,
+//!   SuccessfulCreate, Completed): the store scans every Event to record one.
 //! - **Grace.** A deleted pod's processes get SIGTERM, then SIGKILL after
 //!   `terminationGracePeriodSeconds` (at most 5 s here, 30 s in a cluster).
 
@@ -46,6 +51,7 @@
 mod args;
 mod cluster;
 mod controller;
+mod env;
 mod initializer;
 mod kubelet;
 mod process;
@@ -60,7 +66,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use args::{argv, parse_cli};
+#[allow(unused_imports)]
+pub use env::expand;
 
 /// An image the stand-in cannot "pull" (any image starting with `registry.invalid/` is one).
 pub const UNPULLABLE: &str = "registry.invalid/k6:none";
@@ -133,7 +142,10 @@ impl Default for OperatorOptions {
     fn default() -> Self {
         OperatorOptions {
             version: Version::V1_6,
-            nodes: vec![Node::new("node-1", "8", "32Gi"), Node::new("node-2", "8", "32Gi")],
+            nodes: vec![
+                Node::new("node-1", "8", "32Gi"),
+                Node::new("node-2", "8", "32Gi"),
+            ],
             synthetic: None,
             node_gone_after_end: BTreeSet::new(),
         }

@@ -16,7 +16,9 @@ impl Script {
     pub fn of(spec: &Value) -> Result<Script, String> {
         let name = s(spec, "/script/configMap/name");
         if name.is_empty() {
-            return Err("script definition should name a ConfigMap (the only kind modelled)".into());
+            return Err(
+                "script definition should name a ConfigMap (the only kind modelled)".into(),
+            );
         }
         let file = match s(spec, "/script/configMap/file") {
             "" => "test.js",
@@ -51,7 +53,10 @@ pub fn labels(testrun: &str, runner: bool, section: &Value) -> Value {
     if runner {
         l.insert("runner".into(), json!("true"));
     }
-    if let Some(extra) = section.pointer("/metadata/labels").and_then(|x| x.as_object()) {
+    if let Some(extra) = section
+        .pointer("/metadata/labels")
+        .and_then(|x| x.as_object())
+    {
         for (k, v) in extra {
             l.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -119,14 +124,24 @@ pub fn pod_spec(section: &Value, containers: Vec<Value>, volumes: Value) -> Valu
         "imagePullSecrets",
         "priorityClassName",
     ] {
-        put(&mut spec, key, section.get(key).cloned().unwrap_or(Value::Null));
+        put(
+            &mut spec,
+            key,
+            section.get(key).cloned().unwrap_or(Value::Null),
+        );
     }
     put(&mut spec, "volumes", volumes);
     spec
 }
 
 /// The k6 container fields copied from a section.
-pub fn container(section: &Value, image_default: &str, command: Vec<String>, env: Value, ports: Value) -> Value {
+pub fn container(
+    section: &Value,
+    image_default: &str,
+    command: Vec<String>,
+    env: Value,
+    ports: Value,
+) -> Value {
     let image = match s(section, "/image") {
         "" => image_default,
         x => x,
@@ -134,9 +149,20 @@ pub fn container(section: &Value, image_default: &str, command: Vec<String>, env
     let mut c = json!({"name": "k6", "image": image, "command": command,
         "resources": section.get("resources").cloned().unwrap_or_else(|| json!({})),
         "securityContext": section.get("containerSecurityContext").cloned().unwrap_or_else(|| json!({}))});
-    put(&mut c, "imagePullPolicy", section.get("imagePullPolicy").cloned().unwrap_or(Value::Null));
+    put(
+        &mut c,
+        "imagePullPolicy",
+        section
+            .get("imagePullPolicy")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
     put(&mut c, "env", env);
-    put(&mut c, "envFrom", section.get("envFrom").cloned().unwrap_or(Value::Null));
+    put(
+        &mut c,
+        "envFrom",
+        section.get("envFrom").cloned().unwrap_or(Value::Null),
+    );
     put(&mut c, "ports", ports);
     c
 }
@@ -151,7 +177,12 @@ pub fn volumes_and_mounts(script: &Script, section: &Value) -> (Value, Value) {
     let mut v = vec![script.volume()];
     v.extend(section["volumes"].as_array().cloned().unwrap_or_default());
     let mut m = vec![script.volume_mount()];
-    m.extend(section["volumeMounts"].as_array().cloned().unwrap_or_default());
+    m.extend(
+        section["volumeMounts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+    );
     (Value::Array(v), Value::Array(m))
 }
 
@@ -187,7 +218,7 @@ pub fn command(tr: &Value, index: u32, version: Version) -> Result<Vec<String>, 
     cmd.push(script.full_name());
     cmd.push("--address=0.0.0.0:6565".into());
     if bool_or(spec, "paused", true) {
-        cmd.push("--no-summary".into());
+        cmd.push("--paused".into());
     }
     let name = s(tr, "/metadata/name");
     cmd.extend([
@@ -224,7 +255,10 @@ pub fn job(tr: &Value, index: u32, version: Version) -> Result<Value, String> {
         ports(spec),
     );
     c["volumeMounts"] = mounts;
-    c["livenessProbe"] = runner.get("livenessProbe").cloned().unwrap_or_else(|| probe.clone());
+    c["livenessProbe"] = runner
+        .get("livenessProbe")
+        .cloned()
+        .unwrap_or_else(|| probe.clone());
     c["readinessProbe"] = runner.get("readinessProbe").cloned().unwrap_or(probe);
     let mut pod = pod_spec(runner, vec![c], volumes);
     pod["hostname"] = json!(job_name);

@@ -54,7 +54,14 @@ pub fn job(tr: &Value, hosts: &[String], version: Version) -> Value {
     let mut c = json!({"name": "k6-curl", "image": image,
         "command": ["sh", "-c", script(hosts)], "resources": resources,
         "securityContext": starter.get("containerSecurityContext").cloned().unwrap_or_else(|| json!({}))});
-    put(&mut c, "imagePullPolicy", starter.get("imagePullPolicy").cloned().unwrap_or(Value::Null));
+    put(
+        &mut c,
+        "imagePullPolicy",
+        starter
+            .get("imagePullPolicy")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
     let pod = pod_spec(starter, vec![c], Value::Null);
     let labels = labels(name, false, starter);
     let annotations = annotations(starter);

@@ -35,7 +35,8 @@ pub fn summary(duration: Duration, instance: u32) -> Value {
     let secs = duration.as_secs_f64().max(0.001);
     let count = 100 + u64::from(instance);
     let rate = count as f64 / secs;
-    let trend = json!({"avg": 12.5, "min": 1.0, "med": 11.0, "max": 48.0, "p(90)": 20.0, "p(95)": 25.0});
+    let trend =
+        json!({"avg": 12.5, "min": 1.0, "med": 11.0, "max": 48.0, "p(90)": 20.0, "p(95)": 25.0});
     json!({
         "metrics": {
             "http_reqs": {"type": "counter", "contains": "default", "values": {"count": count, "rate": rate}},
@@ -64,7 +65,12 @@ fn write_log(sh: &Arc<Shared>, run: &PodRun, text: &str) {
 
 /// Runs the synthetic container of `pod` (its role from its labels).
 pub fn start(sh: &Arc<Shared>, run: &PodRun, pod: &Value, argv: &[String]) {
-    let duration = sh.opts.synthetic.as_ref().map(|o| o.duration).unwrap_or_default();
+    let duration = sh
+        .opts
+        .synthetic
+        .as_ref()
+        .map(|o| o.duration)
+        .unwrap_or_default();
     let testrun = s(pod, "/metadata/labels/k6_cr");
     let job = s(pod, "/metadata/labels/job-name");
     let (sh2, run2, pod2) = (sh.clone(), run.clone(), pod.clone());
@@ -75,7 +81,9 @@ pub fn start(sh: &Arc<Shared>, run: &PodRun, pod: &Value, argv: &[String]) {
             .and_then(|i| i.parse().ok())
             .unwrap_or(1);
         let resume = Arc::new(Notify::new());
-        lock(&sh.synthetic).paused.insert(run.ip.clone(), resume.clone());
+        lock(&sh.synthetic)
+            .paused
+            .insert(run.ip.clone(), resume.clone());
         write_log(sh, run, "");
         tokio::spawn(async move {
             resume.notified().await;
@@ -100,11 +108,15 @@ pub fn start(sh: &Arc<Shared>, run: &PodRun, pod: &Value, argv: &[String]) {
                 }
                 None => 0,
             };
-            out.push_str(&format!("{{\"http_code\":{code},\"url\":\"http://{host}:6565/v1/status\"}}\n"));
+            out.push_str(&format!(
+                "{{\"http_code\":{code},\"url\":\"http://{host}:6565/v1/status\"}}\n"
+            ));
         }
         tokio::spawn(async move { end(&sh2, &run2, &pod2, &out) })
     };
-    lock(&sh.synthetic).tasks.insert(run.uid.clone(), task.abort_handle());
+    lock(&sh.synthetic)
+        .tasks
+        .insert(run.uid.clone(), task.abort_handle());
 }
 
 fn end(sh: &Arc<Shared>, run: &PodRun, pod: &Value, log: &str) {

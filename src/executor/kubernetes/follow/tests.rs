@@ -194,7 +194,7 @@ fn the_error_stage_is_explained_by_the_initializer() {
     assert!(error_cause(None, &pods, Some(dash), 1).contains("Syntax error"));
     let ok = [k6("t-initializer-a", "t-initializer", T0, ended(0))];
     let pods = run_pods(ok.iter(), "t");
-    let inspect = "{\"maxVUs\":2,\"totalDuration\":\"32s\"}\n";
+    let inspect = "time=\"…\" level=warning msg=\"x\"\n{\n  \"maxVUs\": 2,\n  \"totalDuration\": \"32s\"\n}\n";
     let why = error_cause(None, &pods, Some(inspect), 3);
     assert!(why.contains("parallelism 3") && why.contains("2 VUs"), "{why}");
 }
