@@ -6,9 +6,10 @@ set -euo pipefail
 # git2 builds libgit2 with HTTPS through the system OpenSSL; the ssh:// tests start a
 # real sshd on loopback.
 # real sshd on loopback; the results tests start Debian's Prometheus; the status page is
-# checked in Debian's headless Chromium.
+# checked in Debian's headless Chromium; the local executor sandboxes its runners with
+# bubblewrap (and `setpriv`, from util-linux, when the daemon runs as root).
 need=()
-for p in libssl-dev pkg-config openssh-server prometheus chromium; do
+for p in libssl-dev pkg-config openssh-server prometheus chromium bubblewrap util-linux; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -34,6 +34,8 @@ pub enum DaemonError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Secret(#[from] crate::config::SecretError),
+    #[error(transparent)]
+    Results(#[from] crate::record::recorder::RecorderError),
     #[error("server.listen `{addr}`: {reason}")]
     Listen { addr: String, reason: String },
     #[error("executor.kind: kubernetes: {0}")]
@@ -62,16 +64,18 @@ pub async fn scheduler(
 ) -> Result<Scheduler, DaemonError> {
     let extra_env = prometheus_env(config);
     let executor = match config.executor.kind {
-        crate::config::ExecutorKind::Local => Executor::Local(LocalExecutor {
-            k6: config
-                .executor
-                .k6_binary
-                .clone()
-                .unwrap_or_else(|| "k6".into()),
-            root: Path::new(&config.state_dir).join("runs"),
-            extra_env,
-            grace: std::time::Duration::from_secs(10),
-        }),
+        crate::config::ExecutorKind::Local => {
+            Executor::Local(LocalExecutor::with_settings(
+                config
+                    .executor
+                    .k6_binary
+                    .clone()
+                    .unwrap_or_else(|| "k6".into()),
+                Path::new(&config.state_dir).join("runs"),
+                extra_env,
+                &config.executor.local,
+            ))
+        }
         crate::config::ExecutorKind::Kubernetes => {
             let e = &config.executor;
             let client = kube_api::client(e.kubeconfig.as_deref().map(Path::new))
@@ -84,12 +88,14 @@ pub async fn scheduler(
                 runner: e.runner.clone().unwrap_or_default(),
                 starter_image: e.starter_image.clone(),
             };
-            Executor::Kubernetes(Box::new(KubeExecutor::new(
+            let mut kube = KubeExecutor::new(
                 client,
                 Path::new(&config.state_dir).join("kubernetes"),
                 defaults,
                 e.stall_timeout.as_duration(),
-            )))
+            );
+            kube.egress = egress_of(config, e.egress);
+            Executor::Kubernetes(Box::new(kube))
         }
     };
     let prometheus = config.prometheus.as_ref().map(|p| Prometheus::new(&p.url));
@@ -143,7 +149,8 @@ pub fn recorder(
                 Path::new(&config.state_dir),
                 config.git_auth()?,
                 "results",
-            ),
+            )
+            .with_limits(config.repository.limits()),
             results_dir: config.repository.layout().results_dir,
             author: (
                 config.results.author_name.clone(),
@@ -177,7 +184,8 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         &config.repository.branch,
         Path::new(&config.state_dir),
         config.git_auth()?,
-    );
+    )
+    .with_limits(config.repository.limits());
     let metrics = Arc::new(Metrics::new());
     let syncer = Syncer::new(
         source,
@@ -186,7 +194,10 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         pool.clone(),
         metrics.clone(),
     );
-    let recorder = Arc::new(recorder(&config, &repo_url, pool.clone())?);
+    let recorder = recorder(&config, &repo_url, pool.clone())?;
+    // The results key: an exposed or unreadable one stops the daemon at start.
+    recorder.check()?;
+    let recorder = Arc::new(recorder);
     let scheduler = Arc::new(scheduler(&config, pool.clone(), recorder.clone()).await?);
     let mut hook_secrets = BTreeMap::new();
     let w = &config.webhooks;
@@ -446,4 +457,31 @@ pub fn stop_on_signals() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
+}
+
+/// What each run's egress policy lets its pods reach: the policy's allowed targets, and the
+/// Prometheus remote-write endpoint when results go there.
+fn egress_of(
+    config: &crate::config::Config,
+    mode: crate::config::EgressMode,
+) -> crate::executor::kubernetes::Egress {
+    use crate::executor::kubernetes::{egress::Mode, Egress};
+    let mode = match mode {
+        crate::config::EgressMode::Networkpolicy => Mode::NetworkPolicy,
+        crate::config::EgressMode::Cilium => Mode::Cilium,
+        crate::config::EgressMode::None => Mode::Off,
+    };
+    let mut patterns = config.policy.allowed_targets.clone();
+    if let Some(p) = &config.prometheus {
+        patterns.push(p.url.clone());
+    }
+    let rules = crate::spec::allowlist::Allowlist::parse(&patterns)
+        .map(|a| a.egress())
+        .unwrap_or_default();
+    match mode {
+        Mode::Off => tracing::warn!("executor.egress is none: runs may reach any host the cluster lets them"),
+        Mode::NetworkPolicy => tracing::info!("each run gets a NetworkPolicy (DNS, the policy's CIDRs and resolved host names); enforced only if the cluster's CNI implements NetworkPolicy, which the API cannot tell"),
+        Mode::Cilium => tracing::info!("each run gets a CiliumNetworkPolicy (toFQDNs)"),
+    }
+    Egress { mode, rules }
 }

@@ -400,3 +400,126 @@ async fn sigkill_at_random_moments_twenty_times_leaves_every_run_recorded_exactl
     assert_ne!(last, "superseded", "the newest revision always runs");
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_printing_env_finds_no_daemon_secret_in_its_log_the_page_the_api_or_postgres() {
+    if !k6_available() {
+        return;
+    }
+    let target = demo_target().await;
+    let mut remote = Remote::new();
+    let url = remote.serve(None);
+    remote.commit(&[("README.md", Some("load tests"))], "empty");
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(dir.path(), &url, port);
+    // Secrets of the daemon: the ones it uses (webhook, API token, database URL) and ones it
+    // merely has in its environment (a git token, a cloud key).
+    let git_token = format!("fake-git-token-{}", fastrand::u64(..));
+    let cloud_key = format!("fake-cloud-key-{}", fastrand::u64(..));
+    let mut daemon = start_daemon(
+        &cfg,
+        &db.url,
+        port,
+        &[
+            ("E2E_HOOK_SECRET", SECRET),
+            ("E2E_API_TOKEN", TOKEN),
+            ("GIT_TOKEN", &git_token),
+            ("AWS_SECRET_ACCESS_KEY", &cloud_key),
+        ],
+    );
+    wait_baseline(&pool).await;
+    let spec = format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: envdump\nspec:\n  script: script.js\n  targets: [http://{target}]\n  load: {{vus: 1, duration: 1s}}\n  env:\n    BASE_URL: http://{target}\n  timeout: 2m\n");
+    let script = "import http from 'k6/http';\nexport function setup() { console.log('ENV ' + JSON.stringify(__ENV)); }\nexport default function () { http.get(`${__ENV.BASE_URL}/api/items`); }\nexport function handleSummary() { return { stdout: 'ENV ' + JSON.stringify(__ENV) + '\\n' }; }\n";
+    let head = remote.commit(
+        &[
+            ("tests/envdump/perftest.yaml", Some(spec.as_str())),
+            ("tests/envdump/script.js", Some(script)),
+        ],
+        "add envdump",
+    );
+    let (status, _) = github_push(daemon.addr, SECRET, &head).await;
+    assert_eq!(status, 202);
+    let run_id: String = wait_for("the envdump result", 90, || async {
+        sqlx::query_scalar::<_, String>("SELECT run_id FROM test_results WHERE test_id = 'envdump'")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let secrets = [
+        SECRET,
+        TOKEN,
+        git_token.as_str(),
+        cloud_key.as_str(),
+        db.url.as_str(),
+        db.schema.as_str(),
+    ];
+    let leaks = |what: &str, text: &str| {
+        for s in secrets {
+            assert!(!text.contains(s), "{what} holds the daemon secret {s:?}");
+        }
+    };
+    let run_dir = dir.path().join("state/runs").join(&run_id);
+    let log = std::fs::read_to_string(run_dir.join("runner-1.log")).unwrap_or_default();
+    let out = std::fs::read_to_string(run_dir.join("runner-1.out")).unwrap_or_default();
+    assert!(
+        log.contains("ENV ") && log.contains(&format!("http://{target}")),
+        "the script printed its own env: {log}"
+    );
+    leaks("the runner log", &log);
+    leaks("the runner output", &out);
+    let auth = format!("Bearer {TOKEN}");
+    for headers in [vec![], vec![("Authorization", auth.as_str())]] {
+        let (_, page) = http(daemon.addr, "GET", &format!("/runs/{run_id}"), &headers, b"").await;
+        leaks("the run page", &page);
+    }
+    let (status, api) = http(
+        daemon.addr,
+        "GET",
+        &format!("/api/v1/runs/{run_id}"),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{api}");
+    leaks("the API", &api);
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+    )
+    .bind(&db.schema)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(tables.iter().any(|t| t == "test_results"), "{tables:?}");
+    for table in tables {
+        let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT string_agg(row_to_json(t)::text, E'\\n') FROM {}.{table} t",
+            db.schema
+        )))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        leaks(&format!("table {table}"), &rows.unwrap_or_default());
+    }
+    let (_, ready) = http(daemon.addr, "GET", "/readyz", &[], b"").await;
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert!(
+        ready["sandbox"]["enabled"].is_boolean(),
+        "/readyz says whether runners are sandboxed: {ready}"
+    );
+    if ready["sandbox"]["enabled"] == false {
+        assert!(
+            ready["sandbox"]["warning"]
+                .as_str()
+                .is_some_and(|w| w.contains("NOT sandboxed")),
+            "{ready}"
+        );
+    }
+    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.child.wait().unwrap().code(), Some(0));
+    db.drop_schema().await;
+}

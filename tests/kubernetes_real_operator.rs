@@ -181,7 +181,28 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
         *s = s.replace(&format!("  env:\n    BASE_URL: http://{t}\n"), "");
     }
     all.extend(shell);
-    let head = g.push(&all, "a long name and shell-special values");
+    // Bundles near the 1 MiB a ConfigMap holds: one just under runs (the apiserver takes
+    // its ConfigMap), one just over is refused at validation and never reaches the cluster.
+    const LIMIT: usize = 1_048_576;
+    all.extend(files(&Spec::new("bulky"), t, SCRIPT));
+    all.push(("tests/bulky/data.txt".into(), Some("x".repeat(LIMIT - 4_000))));
+    all.extend(files(&Spec::new("toobulky"), t, SCRIPT));
+    all.push(("tests/toobulky/data.txt".into(), Some("x".repeat(LIMIT + 10))));
+    // Every run's egress policy, as the apiserver stored it.
+    let mut events = g.api.store.events.subscribe();
+    let policies = tokio::spawn(async move {
+        let mut seen: Vec<Value> = Vec::new();
+        while let Ok(e) = events.recv().await {
+            if e.kind == "ADDED" && e.coll == Coll::new("networking.k8s.io", "networkpolicies") {
+                seen.push(e.object);
+                if seen.len() == 3 {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+    let head = g.push(&all, "a long name, shell-special values, big bundles");
     github_push(d.addr, SECRET, &head).await;
 
     let (run, verdict, reason) = g.result(long, 120).await;
@@ -191,6 +212,42 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
     let (_, verdict, reason) = g.result("shell", 60).await;
     assert_eq!(verdict, "succeeded", "the value reached k6 unchanged: {reason:?}");
     assert!(!std::path::Path::new(&marker).exists(), "nothing ran in a shell");
+    // One NetworkPolicy per run, selecting the run's pods by the label only perfsync sets:
+    // DNS, the run's own pods' REST API, and the policy's 127.0.0.1, nothing else.
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(30), policies)
+        .await
+        .expect("three egress policies")
+        .unwrap();
+    let runs: BTreeSet<String> = seen
+        .iter()
+        .map(|p| p["spec"]["podSelector"]["matchLabels"]["perfsync.dev/run"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(runs.contains(&run), "{runs:?}");
+    for p in &seen {
+        assert_eq!(p["spec"]["policyTypes"], serde_json::json!(["Egress"]), "{p}");
+        let blocks: Vec<&str> = p["spec"]["egress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["to"][0]["ipBlock"]["cidr"].as_str())
+            .collect();
+        assert_eq!(blocks, vec!["127.0.0.1/32"], "{p}");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "TestRun", "{p}");
+    }
+    // The runner never gets an API token.
+    let (_, verdict, reason) = g.result("bulky", 60).await;
+    assert_eq!(verdict, "succeeded", "{reason:?}");
+    let bulky = g.objects("", "configmaps", "perfsync.dev/test=bulky");
+    assert_eq!(bulky.len(), 1);
+    let size: usize = bulky[0]["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().unwrap_or("").len())
+        .sum();
+    assert!(size > LIMIT - 8_000 && size <= LIMIT, "{size}");
+    assert!(g.objects("", "configmaps", "perfsync.dev/test=toobulky").is_empty());
+    assert!(g.results("toobulky").await.is_empty());
 
     // Attempt 10,000 of the same revision: 9,998 earlier attempts on record.
     let revision: String = sqlx::query_scalar("SELECT revision FROM test_runs WHERE id = $1")
@@ -247,6 +304,11 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
     .await;
     assert_eq!(r.1, "succeeded", "{r:?}");
     assert!(g.api.store.denied().is_empty(), "{:?}", g.api.store.denied());
+    // Each policy went with its TestRun.
+    wait_for("the egress policies to go with their runs", 30, || async {
+        g.objects("networking.k8s.io", "networkpolicies", "").is_empty().then_some(())
+    })
+    .await;
     g.db.drop_schema().await;
 }
 

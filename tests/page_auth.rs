@@ -210,10 +210,8 @@ async fn site(access: PageAccess, log: &str) -> Site {
     std::fs::create_dir_all(root.join(RUN)).unwrap();
     std::fs::write(root.join(RUN).join("runner-1.log"), log).unwrap();
     let executor = LocalExecutor {
-        k6: "k6".into(),
-        root,
-        extra_env: vec![],
         grace: std::time::Duration::from_secs(1),
+        ..LocalExecutor::new("k6", root)
     };
     let scheduler = Arc::new(Scheduler::new(
         pool.clone(),
@@ -453,10 +451,18 @@ async fn with_page_public_an_anonymous_reader_sees_verdicts_and_figures_but_no_l
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_are_masked_and_long_lines_capped_on_the_page_and_in_the_api() {
-    let long = "x".repeat(100_000);
-    let log =
-        format!("{LOG_LINE}\ntoken={TOKEN} hook={HOOK} db={DB_PASSWORD}\n{long}\nthe last line\n");
+    // Runner 1: secrets and a 50,000-character line inside the tail that is read; runner 2:
+    // a 100,000-character last line, longer than the tail itself.
+    let log = format!(
+        "{LOG_LINE}\ntoken={TOKEN} hook={HOOK} db={DB_PASSWORD}\n{}\nthe last line\n",
+        "y".repeat(50_000)
+    );
     let s = site(PageAccess::Token, &log).await;
+    std::fs::write(
+        s._state.path().join("runs").join(RUN).join("runner-2.log"),
+        format!("first line\n{}\n", "x".repeat(100_000)),
+    )
+    .unwrap();
     let cookie = sign_in(s.addr).await;
     let page = request(
         s.addr,
@@ -479,11 +485,16 @@ async fn secrets_are_masked_and_long_lines_capped_on_the_page_and_in_the_api() {
     for secret in [TOKEN, HOOK, DB_PASSWORD] {
         assert!(!html.contains(secret), "{secret} on the page");
     }
-    assert!(html.contains(&"x".repeat(2_000)) && !html.contains(&"x".repeat(2_001)));
+    assert!(html.contains(&"y".repeat(2_000)) && !html.contains(&"y".repeat(2_001)));
     assert!(
-        html.contains("98000 more characters cut"),
+        html.contains("48000 more characters cut"),
         "a marker says so"
     );
+    assert!(
+        html.contains("Runner 2 log") && html.contains("the start of this line was cut"),
+        "{html}"
+    );
+    assert!(html.contains(&"x".repeat(2_000)) && !html.contains(&"x".repeat(2_001)));
     assert!(html.len() < 40_000, "the page stays small: {}", html.len());
 
     let auth = format!("Bearer {TOKEN}");
@@ -508,8 +519,11 @@ async fn secrets_are_masked_and_long_lines_capped_on_the_page_and_in_the_api() {
         .collect();
     assert_eq!(v["runners"][0]["index"], 1);
     assert!(lines.contains(&"token=*** hook=*** db=***"), "{lines:?}");
-    let capped = lines.iter().find(|l| l.starts_with("xxx")).unwrap();
+    let capped = lines.iter().find(|l| l.starts_with("yyy")).unwrap();
     assert!(capped.chars().count() < 2_100 && capped.ends_with("more characters cut]"));
+    let last = v["runners"][1]["lines"].as_array().unwrap();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert!(last[0].as_str().unwrap().chars().count() < 2_100);
 
     let run = request(
         s.addr,
@@ -545,7 +559,7 @@ async fn a_secret_a_local_run_prints_is_masked_on_the_page_and_in_the_api() {
     std::fs::write(
         &cfg,
         format!(
-            "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: PAGE_API_TOKEN}}\n  page: token\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\nexecutor:\n  kind: local\nresults:\n  writeBack: false\n",
+            "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: PAGE_API_TOKEN}}\n  page: token\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\nexecutor:\n  kind: local\n  local:\n    secretEnv: [API_TOKEN]\nresults:\n  writeBack: false\n",
             remote.path_url(),
             dir.path().join("state").display()
         ),
@@ -907,4 +921,30 @@ async fn a_browser_without_javascript_signs_in_with_the_form_and_sees_the_run() 
     assert_eq!(session["path"], "/");
     assert_ne!(session["value"], TOKEN);
     s.close().await;
+}
+
+#[test]
+fn the_page_defaults_to_public_and_the_shipped_manifests_ask_for_the_token() {
+    let default = Config::parse("perfsync.yaml", "server:\n  listen: 127.0.0.1:1\n").unwrap();
+    assert_eq!(default.server.page, PageAccess::Public);
+    let token = Config::parse(
+        "perfsync.yaml",
+        "server:\n  page: token\n  secureCookie: true\n",
+    )
+    .unwrap();
+    assert_eq!(token.server.page, PageAccess::Token);
+    assert!(token.server.secure_cookie);
+    assert!(Config::parse("perfsync.yaml", "server:\n  page: private\n").is_err());
+
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/configmap.yaml"),
+    )
+    .unwrap();
+    let doc: Value = serde_yaml::from_str(&text).unwrap();
+    let shipped = Config::parse(
+        "manifests/configmap.yaml",
+        doc["data"]["perfsync.yaml"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shipped.server.page, PageAccess::Token);
 }

@@ -8,6 +8,7 @@ use perfsync::config::RegressionTolerance;
 use perfsync::record::git_results::ResultsGit;
 use perfsync::record::grafana::Grafana;
 use perfsync::record::recorder::Recorder;
+use perfsync::record::seal::ResultsKey;
 use perfsync::results::build::{summarize, Inputs};
 use perfsync::results::collect::collect;
 use perfsync::results::prometheus::Prometheus;
@@ -216,6 +217,9 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
             "400",
             "--tag",
             "testid=prom-1",
+            // As the local executor tags each runner (the k6-operator does the same).
+            "--tag",
+            "instance_id=1",
             "-o",
             "experimental-prometheus-rw",
             "--summary-trend-stats=avg,min,med,max,p(90),p(95),p(99),count",
@@ -245,6 +249,82 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
         "prometheus p95 {from_prom} vs k6 {k6_p95}"
     );
     assert!(!m.approximate.contains(&"p(95)".to_string()));
+}
+
+/// A test's script can tag its own samples with another run's `testid` (request tags win over
+/// `--tag`): those samples reach Prometheus under the victim's labels, and the victim's
+/// figures must not take them in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_a_script_writes_under_another_runs_testid_never_count() {
+    if !k6_available() {
+        return;
+    }
+    let Some(prom) = PrometheusServer::start().await else {
+        return;
+    };
+    let target = demo_target().await;
+    let dir = tempfile::tempdir().unwrap();
+    let none = perfsync::spec::model::Thresholds::new();
+    std::fs::write(dir.path().join("victim.js"), "import http from 'k6/http';\nexport default function () { http.get(`${__ENV.BASE}/api/items/1`); }\n").unwrap();
+    std::fs::write(dir.path().join("forger.js"), "import http from 'k6/http';\nexport default function () { http.get(`${__ENV.BASE}/slow/30`, { tags: { testid: 'victim-1', instance_id: '1', testrun_name: 'victim-1' } }); }\n").unwrap();
+    for name in ["victim", "forger"] {
+        std::fs::write(
+            dir.path().join(format!("{name}-entry.js")),
+            perfsync::spec::render::entry_script(&format!("./{name}.js"), &none),
+        )
+        .unwrap();
+    }
+    let base = format!("http://{target}");
+    let rw = format!("{}/api/v1/write", prom.url);
+    let env = [
+        ("BASE", base.as_str()),
+        ("K6_PROMETHEUS_RW_SERVER_URL", rw.as_str()),
+        ("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "true"),
+        ("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s"),
+    ];
+    let run = |entry: &str, testid: &str| {
+        k6(
+            dir.path(),
+            entry,
+            &[
+                "--vus",
+                "4",
+                "--iterations",
+                "80",
+                "--tag",
+                &format!("testid={testid}"),
+                "--tag",
+                "instance_id=1",
+                "-o",
+                "experimental-prometheus-rw",
+                "--summary-trend-stats=avg,min,med,max,p(90),p(95),p(99),count",
+            ],
+            &env,
+        )
+    };
+    let forged = run("forger-entry.js", "forger-1");
+    assert_eq!(forged.0, 0, "{}", forged.1);
+    let start = Utc::now();
+    let out = run("victim-entry.js", "victim-1");
+    assert_eq!(out.0, 0, "{}", out.1);
+    let own = summary_from_output(&out.1).unwrap();
+    let own_p95 = values(&own, "http_req_duration", "p(95)");
+    let r = report("victim-1", vec![runner(1, out)], start);
+    let client = Prometheus::new(&prom.url);
+    let (metrics, notes) = collect(&r, &none, Some(&client)).await;
+    let m = &metrics["http_req_duration"];
+    assert_ne!(
+        m.sources.get("p(95)"),
+        Some(&Source::Prometheus),
+        "polluted series are not used: {m:?} {notes:?}"
+    );
+    assert_eq!(m.values["p(95)"], own_p95, "the run's own figure stands");
+    assert!(
+        notes.iter().any(|n| n.contains("http_req_duration")
+            && n.contains("victim-1")
+            && n.contains("runners counted 80")),
+        "{notes:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,10 +520,12 @@ async fn a_crash_between_any_two_steps_completes_on_restart_exactly_once() {
     let b = sample("items-r-2", 5, 110.0);
     restarted.record(&b).await.unwrap();
     let git = results_git(&s);
+    let key = ResultsKey::load_or_create(s.state.path()).unwrap();
     let history = perfsync::record::results::recent(&s.pool, Some("items"), 30)
         .await
         .unwrap();
     git.write(
+        &key,
         &[b.clone()],
         &BTreeMap::from([("items".to_string(), history)]),
     )
@@ -460,24 +542,38 @@ async fn a_crash_between_any_two_steps_completes_on_restart_exactly_once() {
         "no second commit for content already there"
     );
 
-    // On the remote but never in the database (pushed first, then the process died).
+    // On the remote, sealed by perfsync, but the database lost the result row (restored from
+    // a backup, a table emptied by hand) while test_runs still holds the run as ended.
     let c = sample("items-r-3", 10, 90.0);
-    git.write(
-        &[c.clone()],
-        &BTreeMap::from([("items".to_string(), vec![c.clone()])]),
-    )
-    .unwrap();
+    restarted.record(&c).await.unwrap();
+    assert_eq!(restarted.flush().await.unwrap(), 1);
+    sqlx::query("DELETE FROM test_results WHERE run_id = 'items-r-3'")
+        .execute(&s.pool)
+        .await
+        .unwrap();
     let r = Recorder::new(s.pool.clone(), s.state.path(), Some(results_git(&s)), None)
         .reconcile()
         .await
         .unwrap();
     assert_eq!(r.from_git, 1);
-    let pushed: Option<String> =
-        sqlx::query_scalar("SELECT git_commit FROM test_results WHERE run_id = 'items-r-3'")
+    let (pushed, restored): (Option<String>, serde_json::Value) =
+        sqlx::query_as("SELECT git_commit, summary FROM test_results WHERE run_id = 'items-r-3'")
             .fetch_one(&s.pool)
             .await
             .unwrap();
     assert!(pushed.is_some());
+    assert_eq!(
+        serde_json::from_value::<RunSummary>(restored).unwrap(),
+        c,
+        "the very summary perfsync wrote"
+    );
+    let actor: String = sqlx::query_scalar(
+        "SELECT actor FROM audit_log WHERE run_id = 'items-r-3' AND action = 'run.result-restored'",
+    )
+    .fetch_one(&s.pool)
+    .await
+    .unwrap();
+    assert_eq!(actor, "perfsync", "never an actor from a file");
 
     // A spooled summary whose database write never happened.
     let d = sample("items-r-4", 15, 95.0);
@@ -514,8 +610,10 @@ async fn a_push_refused_because_the_remote_moved_is_rebuilt_and_retried() {
         }
     }));
     let a = sample("items-r-1", 0, 100.0);
+    let key = ResultsKey::load_or_create(s.state.path()).unwrap();
     let commit = g
         .write(
+            &key,
             &[a.clone()],
             &BTreeMap::from([("items".to_string(), vec![a])]),
         )

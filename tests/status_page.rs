@@ -128,10 +128,8 @@ async fn the_status_page_shows_tests_verdicts_and_history_in_a_real_browser() {
     tree.insert_file("tests/broken/perftest.yaml", b"kind: PerfTest\n".to_vec());
     let policy = Config::default().policy;
     let executor = LocalExecutor {
-        k6: "k6".into(),
-        root: state.path().join("runs"),
-        extra_env: vec![],
         grace: std::time::Duration::from_secs(1),
+        ..LocalExecutor::new("k6", state.path().join("runs"))
     };
     let scheduler = Arc::new(Scheduler::new(
         pool.clone(),

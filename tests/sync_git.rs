@@ -329,6 +329,83 @@ async fn empty_repositories_and_huge_files_are_handled() {
 }
 
 #[tokio::test]
+async fn a_commit_past_the_repository_limits_is_refused_naming_it_and_the_limit() {
+    let remote = Remote::new();
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let state = tempfile::tempdir().unwrap();
+    let first = remote.commit(&as_files(&tests_files(2)), "two tests");
+    let src = GitSource::new(&remote.path_url(), "main", state.path(), GitAuth::default())
+        .with_limits(perfsync::source::Limits {
+            max_entries: 6,
+            max_bytes: 4096,
+        });
+    let policy = Config::parse(
+        "perfsync.yaml",
+        "policy:\n  allowedTargets: [http://127.0.0.1]\n",
+    )
+    .unwrap()
+    .policy;
+    let mut s = Syncer::new(
+        src,
+        Layout::default(),
+        policy,
+        pool.clone(),
+        Arc::new(Metrics::new()),
+    );
+    s.sync("test").await.unwrap();
+    let last = || async {
+        sqlx::query_scalar::<_, Option<String>>("SELECT last_commit FROM sync_state")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(last().await.as_deref(), Some(first.as_str()));
+
+    // Four files more: eight, past six (the snapshot is updated incrementally here).
+    let over = remote.commit(&as_files(&tests_files(4)), "four tests");
+    let err = s.sync("test").await.unwrap_err().to_string();
+    assert!(
+        err.contains(&over) && err.contains("more than 6") && err.contains("maxTreeEntries"),
+        "{err}"
+    );
+    assert_eq!(
+        last().await.as_deref(),
+        Some(first.as_str()),
+        "nothing of it recorded"
+    );
+    // The next sync reads the commit whole, and refuses it the same way.
+    assert!(s
+        .sync("test")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains(&over));
+
+    // Back within the entries, but one file of 5 KiB: past 4096 bytes.
+    let big = "x".repeat(5000);
+    let files = [
+        ("tests/t2/perftest.yaml", None),
+        ("tests/t2/script.js", None),
+        ("tests/t3/perftest.yaml", None),
+        ("tests/t3/script.js", None),
+        ("tests/t0/data.txt", Some(big.as_str())),
+    ];
+    let heavy = remote.commit(&files, "drop two tests, add data");
+    let err = s.sync("test").await.unwrap_err().to_string();
+    assert!(
+        err.contains(&heavy)
+            && err.contains("more than 4096 bytes")
+            && err.contains("maxTreeBytes"),
+        "{err}"
+    );
+    let fixed = remote.commit(&[("tests/t0/data.txt", None)], "drop the data");
+    s.sync("test").await.unwrap();
+    assert_eq!(last().await.as_deref(), Some(fixed.as_str()));
+    db.drop_schema().await;
+}
+
+#[tokio::test]
 async fn a_crash_before_the_state_is_written_replans_the_same_runs_once() {
     let remote = Remote::new();
     let db = TestDb::new().await;

@@ -24,6 +24,9 @@ struct Report<'a> {
     tests: Vec<TestOut<'a>>,
     templates: Vec<TemplateOut<'a>>,
     errors: &'a [Diagnostic],
+    /// What could not be checked (the tests stay valid).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<&'a Diagnostic>,
 }
 
 pub fn json(cat: &Catalog) -> String {
@@ -48,6 +51,7 @@ pub fn json(cat: &Catalog) -> String {
             })
             .collect(),
         errors: &cat.diagnostics,
+        warnings: cat.warnings.iter().map(|w| &w.diagnostic).collect(),
     };
     serde_json::to_string_pretty(&report).unwrap_or_default()
 }
@@ -56,6 +60,9 @@ pub fn text(cat: &Catalog) -> String {
     let mut out = String::new();
     for d in &cat.diagnostics {
         out.push_str(&format!("{d}\n"));
+    }
+    for w in &cat.warnings {
+        out.push_str(&format!("warning: {}\n", w.diagnostic));
     }
     out.push_str(&summary_line(cat));
     out
@@ -94,6 +101,17 @@ pub fn github(cat: &Catalog) -> String {
     for d in &cat.diagnostics {
         out.push_str(&format!(
             "::error file={},line={},col={},title={}::{}\n",
+            escape_property(&d.file),
+            d.line,
+            d.column,
+            escape_property(&format!("perfsync {}", d.code)),
+            escape_data(&d.message)
+        ));
+    }
+    for w in &cat.warnings {
+        let d = &w.diagnostic;
+        out.push_str(&format!(
+            "::warning file={},line={},col={},title={}::{}\n",
             escape_property(&d.file),
             d.line,
             d.column,

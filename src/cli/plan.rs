@@ -46,7 +46,8 @@ fn compute(config: &Config, args: &Args) -> Result<Plan, String> {
     };
     let state = std::env::temp_dir().join("perfsync-cli");
     let auth = config.git_auth().map_err(|e| e.to_string())?;
-    let src = GitSource::new(&url, &config.repository.branch, &state, auth);
+    let src = GitSource::new(&url, &config.repository.branch, &state, auth)
+        .with_limits(config.repository.limits());
     src.fetch().map_err(|e| e.to_string())?;
     let to = src
         .resolve(args.to.unwrap_or(&config.repository.branch))

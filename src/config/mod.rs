@@ -2,9 +2,11 @@
 //! The policy is the operator's; nothing in a test repository can widen it.
 
 mod policy;
+mod runner_policy;
 mod secret;
 
 pub use policy::{Policy, RegressionTolerance};
+pub use runner_policy::{glob_matches, RunnerPolicy};
 pub use secret::{SecretError, SecretRef};
 
 use crate::spec::diagnostic::Diagnostic;
@@ -364,10 +366,91 @@ pub struct ExecutorConfig {
     /// scheduled, an operator that is down).
     #[serde(default = "default_stall", skip_serializing_if = "is_default_stall")]
     pub stall_timeout: KDuration,
+    /// How each run's egress is confined at run time (kubernetes executor): `networkpolicy`
+    /// (a NetworkPolicy per run: DNS, the policy's CIDRs and the addresses its exact host
+    /// names resolve to at start), `cilium` (a CiliumNetworkPolicy with `toFQDNs`, following
+    /// host globs), or `none`. Enforced only by a CNI that implements the kind.
+    #[serde(default, skip_serializing_if = "is_default_egress")]
+    pub egress: EgressMode,
     /// Leader election through a `coordination.k8s.io` Lease, so two replicas never run the
     /// same test twice (kubernetes executor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_election: Option<LeaderElection>,
+    /// What the local executor's runners may have: secrets, output size, the sandbox.
+    #[serde(default, skip_serializing_if = "LocalExecutorConfig::is_default")]
+    pub local: LocalExecutorConfig,
+}
+
+/// The local executor's runners (`executor.local`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalExecutorConfig {
+    /// Variables of the daemon's environment a test's `secretEnv` may name (by its `name`);
+    /// a test naming any other is refused at validation and never started. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
+    /// The most bytes a runner's output (`runner-<i>.out`) or log (`runner-<i>.log`) may
+    /// hold; what comes after is dropped and a line says so.
+    #[serde(default = "default_max_output_bytes")]
+    #[schemars(range(min = 4096))]
+    pub max_output_bytes: u64,
+    /// Refuse to start runs when no sandbox (bubblewrap) works on this host, instead of
+    /// running them unsandboxed with a warning.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_sandbox: bool,
+    /// The user and group id the runners have when the daemon runs as root (a sandboxed
+    /// runner is started as root by bubblewrap, then drops to these before k6 starts). Give
+    /// them an id no other process uses; default 65534 (`nobody`).
+    #[serde(default = "default_runner_id")]
+    pub runner_uid: u32,
+    #[serde(default = "default_runner_id")]
+    pub runner_gid: u32,
+}
+
+fn default_max_output_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_runner_id() -> u32 {
+    65534
+}
+
+impl Default for LocalExecutorConfig {
+    fn default() -> Self {
+        LocalExecutorConfig {
+            secret_env: Vec::new(),
+            max_output_bytes: default_max_output_bytes(),
+            require_sandbox: false,
+            runner_uid: default_runner_id(),
+            runner_gid: default_runner_id(),
+        }
+    }
+}
+
+impl LocalExecutorConfig {
+    fn is_default(&self) -> bool {
+        *self == LocalExecutorConfig::default()
+    }
+
+    /// Each listed secret must be a name a test may set at all (`LD_PRELOAD`, `PATH`,
+    /// `PERFSYNC_*`, … are refused here too), and the sizes must make sense.
+    fn check(&self) -> Result<(), String> {
+        for name in &self.secret_env {
+            crate::spec::checks::check_env_name(name)
+                .map_err(|e| format!("executor.local.secretEnv: {e}"))?;
+            crate::spec::env_rules::check_name(name)
+                .map_err(|e| format!("executor.local.secretEnv: {e}"))?;
+        }
+        if self.max_output_bytes < 4096 {
+            return Err(format!(
+                "executor.local.maxOutputBytes: {} is too small to hold a run's summary; use at least 4096 (default 16 MiB)",
+                self.max_output_bytes
+            ));
+        }
+        if self.runner_uid == 0 || self.runner_gid == 0 {
+            return Err("executor.local.runnerUid/runnerGid: a runner never runs as root; use an unprivileged id such as 65534".into());
+        }
+        Ok(())
+    }
 }
 
 fn default_stall() -> KDuration {
@@ -502,7 +585,7 @@ impl Config {
     /// Parses a config file's text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Config, ConfigError> {
         let docs = parse::split_documents(text);
-        let config: Config = match docs.as_slice() {
+        let mut config: Config = match docs.as_slice() {
             [] => Config::default(),
             [doc] => {
                 parse::read_kind(file, *doc).map_err(ConfigError::Invalid)?;
@@ -537,6 +620,19 @@ impl Config {
                 });
             }
         }
+        config
+            .executor
+            .local
+            .check()
+            .map_err(|message| ConfigError::Policy {
+                file: file.to_string(),
+                message,
+            })?;
+        // Validation under this config refuses a test whose secretEnv the local executor
+        // would not resolve.
+        if config.executor.kind == ExecutorKind::Local {
+            config.policy.local_secret_env = Some(config.executor.local.secret_env.clone());
+        }
         Ok(config)
     }
 
@@ -558,11 +654,26 @@ impl Default for ExecutorConfig {
             namespace: None,
             runner_image: None,
             starter_image: None,
+            egress: EgressMode::default(),
             k6_binary: None,
             kubeconfig: None,
             runner: None,
             stall_timeout: default_stall(),
             leader_election: None,
+            local: LocalExecutorConfig::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressMode {
+    #[default]
+    Networkpolicy,
+    Cilium,
+    None,
+}
+
+fn is_default_egress(m: &EgressMode) -> bool {
+    *m == EgressMode::default()
 }

@@ -12,6 +12,10 @@ pub struct Policy {
     /// (`http://10.20.0.0/16`); scheme and port must match when the pattern gives them.
     #[serde(default)]
     pub allowed_targets: Vec<String>,
+    /// URL prefixes of remote modules scripts may import (`https://jslib.k6.io/`); k6
+    /// downloads and runs them unchecked, so none is allowed by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_modules: Vec<String>,
     #[serde(default = "d_max_vus", rename = "maxVUs")]
     pub max_vus: u32,
     #[serde(default = "d_max_duration")]
@@ -32,6 +36,15 @@ pub struct Policy {
     pub max_timeout: KDuration,
     #[serde(default)]
     pub regression_tolerance: RegressionTolerance,
+    /// What a test may set about its runner pods (kubernetes executor).
+    #[serde(default)]
+    pub runner: super::RunnerPolicy,
+    /// The secrets the local executor may resolve (`executor.local.secretEnv`), copied here by
+    /// `Config::parse` so validation refuses a test naming another; `None` when the config's
+    /// executor is not local (or there is no config).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub local_secret_env: Option<Vec<String>>,
 }
 
 /// How much worse than its baseline a run may be before it is flagged as a regression.
@@ -78,6 +91,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             allowed_targets: Vec::new(),
+            allowed_modules: Vec::new(),
             max_vus: d_max_vus(),
             max_duration: d_max_duration(),
             max_parallelism: d_max_parallelism(),
@@ -86,6 +100,8 @@ impl Default for Policy {
             default_timeout: d_default_timeout(),
             max_timeout: d_max_timeout(),
             regression_tolerance: RegressionTolerance::default(),
+            runner: super::RunnerPolicy::default(),
+            local_secret_env: None,
         }
     }
 }
@@ -107,6 +123,18 @@ impl Policy {
     /// Checks what serde cannot: patterns parse, limits are usable.
     pub fn check(&self) -> Result<(), String> {
         self.allowlist()?;
+        for m in &self.allowed_modules {
+            let host = m
+                .strip_prefix("https://")
+                .or_else(|| m.strip_prefix("http://"))
+                .map_or("", |rest| rest.split('/').next().unwrap_or(""));
+            if host.is_empty() || host.contains('@') {
+                return Err(format!(
+                    "policy.allowedModules: `{m}` is not an http(s) URL prefix with a host, e.g. `https://jslib.k6.io/`"
+                ));
+            }
+        }
+        self.runner.check()?;
         if self.max_bundle_bytes > 1024 * 1024 {
             return Err(format!(
                 "policy.maxBundleBytes is {}; a ConfigMap holds at most 1048576 bytes",

@@ -5,8 +5,13 @@ use crate::results::report::{Ending, RunnerReport};
 use crate::spec::catalog::ResolvedTest;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// How much of the end of a runner's log the run page reads: a log can be as long as
+/// `executor.local.maxOutputBytes`, and only its tail is shown.
+pub const LOG_TAIL_BYTES: u64 = 64 * 1024;
 
 /// What is kept about a run (a file in its folder; for the kubernetes executor also an
 /// annotation on its TestRun), so another process can adopt it.
@@ -21,6 +26,11 @@ pub struct Meta {
     /// Per runner: the process group of its wrapping shell (local executor only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pgids: Vec<i32>,
+    /// Per runner: when its wrapping shell (the group's leader) started, in clock ticks after
+    /// boot (`/proc/<pid>/stat`), so a process that later gets the same id is never taken
+    /// for it (local executor only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pgid_starts: Vec<u64>,
     /// The spec the run started with, so an adopting process judges it the same way.
     pub spec: crate::spec::model::PerfTestSpec,
     pub trigger: String,
@@ -40,6 +50,7 @@ impl Meta {
             deadline: start
                 + chrono::Duration::from_std(req.timeout).unwrap_or(chrono::Duration::hours(1)),
             pgids: Vec::new(),
+            pgid_starts: Vec::new(),
             spec: rt.test.spec.clone(),
             trigger: req.trigger.to_string(),
             commit: req.commit.map(str::to_string),
@@ -141,15 +152,73 @@ impl RunDir {
         out
     }
 
-    /// The last lines of each runner's log (`runner-<i>.log`), for the run page.
+    /// The last lines of each runner's log (`runner-<i>.log`), for the run page; only the
+    /// last [`LOG_TAIL_BYTES`] of each log are read.
     pub fn log_tail(root: &Path, run_id: &str, lines: usize) -> Vec<(u32, Vec<String>)> {
         let dir = root.join(run_id);
         (1..=64)
             .map_while(|idx| {
-                let text = std::fs::read_to_string(dir.join(format!("runner-{idx}.log"))).ok()?;
+                let text = tail(&dir.join(format!("runner-{idx}.log")), LOG_TAIL_BYTES).ok()?;
                 let all: Vec<String> = text.lines().map(str::to_string).collect();
                 Some((idx, all[all.len().saturating_sub(lines)..].to_vec()))
             })
             .collect()
+    }
+}
+
+/// The end of the file at `path`: at most its last `max_bytes`, read by seeking from the end
+/// (a log of any size costs no more than that). When the file is longer, the first line
+/// (cut by the seek) is dropped; bytes that are not UTF-8 are replaced.
+pub fn tail(path: &Path, max_bytes: u64) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(max_bytes);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::with_capacity(usize::try_from(len - start).unwrap_or(0));
+    file.take(max_bytes).read_to_end(&mut bytes)?;
+    if start > 0 {
+        if let Some(newline) = bytes.iter().position(|b| *b == b'\n') {
+            bytes.drain(..=newline);
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_reads_only_the_end_and_drops_the_cut_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("runner-1.log");
+        let mut text = String::new();
+        for i in 0..100_000 {
+            text.push_str(&format!("line {i}\n"));
+        }
+        std::fs::write(&path, &text).expect("write");
+        let end = tail(&path, 100).expect("tail");
+        assert!(end.len() <= 100, "{}", end.len());
+        assert!(end.starts_with("line ") && end.ends_with("line 99999\n"), "{end:?}");
+        assert!(text.ends_with(&end));
+        // A short file comes whole, and a missing one is an error.
+        std::fs::write(&path, "a\nb").expect("write");
+        assert_eq!(tail(&path, 100).expect("tail"), "a\nb");
+        assert!(tail(&dir.path().join("none"), 100).is_err());
+    }
+
+    #[test]
+    fn log_tail_keeps_the_last_lines_of_a_huge_log() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("r-1");
+        std::fs::create_dir_all(&run).expect("mkdir");
+        let big = "x".repeat(1024) + "\n";
+        let mut text = big.repeat(4096); // 4 MiB
+        text.push_str("the end\n");
+        std::fs::write(run.join("runner-1.log"), text).expect("write");
+        let tails = RunDir::log_tail(dir.path(), "r-1", 2);
+        assert_eq!(tails.len(), 1);
+        assert_eq!(tails[0].1.last().map(String::as_str), Some("the end"));
+        assert_eq!(tails[0].1.len(), 2);
     }
 }

@@ -419,7 +419,8 @@ impl Recorder {
         };
         for (i, (f, why)) in shown.iter().enumerate() {
             let commit = commits.get(i).map_or(head, String::as_str);
-            tracing::warn!(file = %f.path, commit = %commit, run = %f.run, reason = %why, "results file ignored: {} at commit {commit}: {why}", f.path);
+            // Paths come from the repository: `?` escapes what could forge a log line.
+            tracing::warn!(file = ?f.path, commit = %commit, reason = %why, "results file ignored: {:?} at commit {commit}: {why}", f.path);
         }
         if total > WARN_FILES {
             tracing::warn!(commit = %head, more = total - WARN_FILES, "{} more results files ignored at commit {head}", total - WARN_FILES);

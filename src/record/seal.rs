@@ -31,7 +31,7 @@ pub enum SealError {
         #[source]
         source: std::io::Error,
     },
-    #[error("results key {path} can be read by other users (mode {mode:o}); `chmod 600` it")]
+    #[error("results key {path} can be read by other users (mode {mode:o}): anyone on this host may hold it; delete it so a new one is made (results files sealed with it are then no longer restored from git)")]
     KeyExposed { path: String, mode: u32 },
     #[error("results key {path} is not 64 hex digits; restore it, or delete it to make a new one (results files written under the old key are then never imported from git)")]
     KeyInvalid { path: String },
@@ -116,7 +116,8 @@ impl ResultsKey {
         Self::load(&path)
     }
 
-    /// Reads a key file; refuses one other users can read or that is not 64 hex digits.
+    /// Reads a key file; refuses one any user can read or that is not 64 hex digits (one its
+    /// group can read is narrowed to 0600 with a warning).
     pub fn load(path: &Path) -> Result<ResultsKey, SealError> {
         let shown = || path.display().to_string();
         let mut file = std::fs::File::open(path).map_err(|source| SealError::KeyIo {
@@ -130,15 +131,25 @@ impl ResultsKey {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
+            if mode & 0o007 != 0 {
+                // Any user of the host may have read it: a new key is the only fix.
                 return Err(SealError::KeyExposed {
                     path: shown(),
                     mode,
                 });
             }
+            if mode & 0o070 != 0 {
+                // A volume's fsGroup widens files to the pod's group at mount: narrow it back.
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|_| SealError::KeyExposed {
+                        path: shown(),
+                        mode,
+                    })?;
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the results key was readable by its group; made it 0600");
+            }
         }
         let mut text = Vec::with_capacity(MAC_HEX + 1);
-        file.by_ref()
+        Read::by_ref(&mut file)
             .take(MAC_HEX as u64 + 3)
             .read_to_end(&mut text)
             .map_err(|source| SealError::KeyIo {
@@ -277,6 +288,14 @@ mod tests {
         let b = ResultsKey::load_or_create(&state).unwrap();
         assert_eq!(a.0, b.0, "the same key on the next start");
         assert_eq!(format!("{a:?}"), "ResultsKey(<redacted>)");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let c = ResultsKey::load_or_create(&state).unwrap();
+        assert_eq!(
+            a.0, c.0,
+            "a group bit (a volume's fsGroup) is narrowed, the key kept"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
             ResultsKey::load_or_create(&state),

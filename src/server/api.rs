@@ -26,7 +26,7 @@ fn run_json(r: &runs::RunRow, summary: Option<&crate::results::RunSummary>) -> V
 }
 
 fn db_error(state: &AppState, e: impl std::fmt::Display) -> Response {
-    let secrets = super::page::known_secrets(state, None);
+    let secrets = super::page::known_secrets(state);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -35,10 +35,9 @@ fn db_error(state: &AppState, e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// A JSON answer with every secret value this process knows (and those of run `run`)
-/// masked in every string.
-fn answer(state: &AppState, run: Option<&str>, status: StatusCode, mut body: Value) -> Response {
-    let secrets = super::page::known_secrets(state, run);
+/// A JSON answer with every secret value this process knows masked in every string.
+fn answer(state: &AppState, status: StatusCode, mut body: Value) -> Response {
+    let secrets = super::page::known_secrets(state);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     mask_json(&mut body, &refs);
     json_reply(status, body)
@@ -72,7 +71,6 @@ async fn status(state: Arc<AppState>) -> Response {
         .unwrap_or((0, 0));
     answer(
         &state,
-        None,
         StatusCode::OK,
         json!({"sync": sync, "activeRuns": active, "queuedRuns": queued, "tests": {"total": total, "valid": valid, "invalid": total - valid}}),
     )
@@ -131,14 +129,14 @@ async fn tests(state: Arc<AppState>, name: Option<String>) -> Response {
     }
     match name {
         Some(n) => match out.into_iter().next() {
-            Some(v) => answer(&state, None, StatusCode::OK, v),
+            Some(v) => answer(&state, StatusCode::OK, v),
             None => error(
                 StatusCode::NOT_FOUND,
                 "unknown-test",
                 &format!("no test named `{n}`"),
             ),
         },
-        None => answer(&state, None, StatusCode::OK, json!(out)),
+        None => answer(&state, StatusCode::OK, json!(out)),
     }
 }
 
@@ -166,7 +164,7 @@ async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response
         v["p95"] = json!(s.as_ref().and_then(|s| s.p95_ms()));
         out.push(v);
     }
-    answer(&state, None, StatusCode::OK, json!(out))
+    answer(&state, StatusCode::OK, json!(out))
 }
 
 async fn get_run(state: Arc<AppState>, id: String) -> Response {
@@ -176,7 +174,7 @@ async fn get_run(state: Arc<AppState>, id: String) -> Response {
     match runs::get(pool, &id).await {
         Ok(Some(r)) => {
             let s = results::get(pool, &id).await.ok().flatten();
-            answer(&state, Some(&id), StatusCode::OK, run_json(&r, s.as_ref()))
+            answer(&state, StatusCode::OK, run_json(&r, s.as_ref()))
         }
         Ok(None) => error(
             StatusCode::NOT_FOUND,
@@ -194,15 +192,10 @@ async fn run_logs(state: Arc<AppState>, id: String) -> Response {
     };
     match runs::get(pool, &id).await {
         Ok(Some(_)) => {
-            let secrets = super::page::known_secrets(&state, Some(&id));
+            let secrets = super::page::known_secrets(&state);
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
             let logs = super::page::runner_logs(&state, &id, &refs);
-            answer(
-                &state,
-                Some(&id),
-                StatusCode::OK,
-                json!({"run": id, "runners": logs}),
-            )
+            answer(&state, StatusCode::OK, json!({"run": id, "runners": logs}))
         }
         Ok(None) => error(
             StatusCode::NOT_FOUND,

@@ -81,15 +81,15 @@ pub fn cap_line(line: &str, max: usize) -> String {
     }
 }
 
-/// The last `lines` lines of a log's last bytes, masked and each capped at [`MAX_LINE_CHARS`].
-/// `from_middle` says the bytes do not start at the beginning of the file: their first line is
-/// then a fragment (it may hold the end of a secret whose start was not read) and is dropped,
-/// or, when the bytes are all one line, shown only by its end.
-pub fn log_tail(bytes: &str, from_middle: bool, lines: usize, secrets: &[&str]) -> Vec<String> {
-    let masked = mask(bytes, secrets);
-    let mut text = masked.as_str();
+/// The last `lines` lines of a log's tail, masked and each capped at [`MAX_LINE_CHARS`].
+/// `starts_cut` says the tail's first line was cut at its start (the read began inside it):
+/// that fragment, which may hold the end of a secret whose start was not read, is dropped,
+/// or, when the tail is all that one line, shown only by its end.
+pub fn log_tail(tail: &str, starts_cut: bool, lines: usize, secrets: &[&str]) -> Vec<String> {
+    let masked = mask(tail, secrets);
+    let mut text = masked.strip_suffix('\n').unwrap_or(&masked);
     let mut fragment = None;
-    if from_middle {
+    if starts_cut {
         match text.find('\n') {
             Some(nl) => text = &text[nl + 1..],
             None => {
@@ -108,7 +108,6 @@ pub fn log_tail(bytes: &str, from_middle: bool, lines: usize, secrets: &[&str]) 
             }
         }
     }
-    let text = text.strip_suffix('\n').unwrap_or(text);
     let mut out: Vec<String> = if text.is_empty() {
         Vec::new()
     } else {
@@ -164,7 +163,7 @@ mod tests {
             vec!["line two ***", "line three"]
         );
         assert_eq!(log_tail(bytes, false, 1, &["SECRET"]), vec!["line three"]);
-        let one = log_tail(&"y".repeat(10_000), true, 30, &[]);
+        let one = log_tail(&format!("{}\n", "y".repeat(10_000)), true, 30, &[]);
         assert_eq!(one.len(), 1);
         assert!(one[0].starts_with("[… the start of this line was cut]"));
         assert!(one[0].len() < MAX_LINE_CHARS + 100);

@@ -138,7 +138,15 @@ async fn readyz(state: Arc<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json_reply(status, json!({"database": db_ok, "sync": sync_ok}))
+    let mut body = json!({"database": db_ok, "sync": sync_ok});
+    // The local executor's sandbox: runs go without one (so readiness does not depend on
+    // it), but the answer says so.
+    if let Some(crate::executor::Executor::Local(local)) =
+        state.scheduler.as_ref().map(|s| s.executor.as_ref())
+    {
+        body["sandbox"] = local.sandbox.status();
+    }
+    json_reply(status, body)
 }
 
 pub fn routes(

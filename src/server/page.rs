@@ -13,6 +13,7 @@
 use super::mask::{self, cap_line, MAX_LINE_CHARS};
 use super::AppState;
 use crate::config::{Config, PageAccess};
+use crate::executor::run::LOG_TAIL_BYTES;
 use crate::record::{results, runs};
 use crate::results::RunSummary;
 use bytes::Bytes;
@@ -36,8 +37,7 @@ pub const SESSION_SECONDS: i64 = 12 * 3600;
 /// from a stolen cookie costs this many HMACs per guess.
 const KDF_ROUNDS: u32 = 50_000;
 const KDF_SALT: &[u8] = b"perfsync status page session key v1";
-/// How much of the end of each runner's log is read, and how many of its lines are shown.
-const TAIL_BYTES: u64 = 64 * 1024;
+/// How many lines of the end of each runner's log (its last `LOG_TAIL_BYTES`) are shown.
 const TAIL_LINES: usize = 30;
 
 /// How the status page is served, and the secret values of this process that `AppState`
@@ -139,33 +139,21 @@ fn percent_decode(s: &str) -> String {
 
 /// Every secret value this process knows that no page or answer may show: the API token, the
 /// webhook secrets, the configuration's other secrets, and — for the local executor, which
-/// resolves `secretEnv` from the daemon's environment — the values of the `secretEnv`
-/// variables of every current test and of the run `run_id` as it started. (The kubernetes
-/// executor never sees `secretEnv` values: they live in the cluster's Secrets.) Each value
-/// also in its URL-encoded form.
-pub fn known_secrets(state: &AppState, run_id: Option<&str>) -> Vec<String> {
+/// hands a runner the daemon's variables listed in `executor.local.secretEnv` — their values.
+/// (The kubernetes executor never sees `secretEnv` values: they live in the cluster's
+/// Secrets.) Each value also in its URL-encoded form.
+pub fn known_secrets(state: &AppState) -> Vec<String> {
     let mut out: Vec<String> = state.api_token.iter().cloned().collect();
     out.extend(state.hook_secrets.values().cloned());
     out.extend(state.page.secrets.iter().cloned());
     if let Some(sched) = &state.scheduler {
         if let crate::executor::Executor::Local(local) = sched.executor.as_ref() {
-            let mut names: Vec<String> = sched
-                .catalog()
-                .map(|c| {
-                    c.valid_tests()
-                        .flat_map(|t| t.test.spec.secret_env.iter().map(|s| s.name.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if let Some(dir) = run_id
-                .filter(|id| plain_id(id))
-                .and_then(|id| crate::executor::run::RunDir::load(&local.root.join(id)))
-            {
-                names.extend(dir.meta.spec.secret_env.iter().map(|s| s.name.clone()));
-            }
-            names.sort();
-            names.dedup();
-            out.extend(names.iter().filter_map(|n| std::env::var(n).ok()));
+            out.extend(
+                local
+                    .secret_env
+                    .iter()
+                    .filter_map(|n| std::env::var(n).ok()),
+            );
         }
     }
     let encoded: Vec<String> = out
@@ -196,9 +184,10 @@ pub struct RunnerLog {
     pub lines: Vec<String>,
 }
 
-/// The last bytes of a file, read from its end, and whether they start after its beginning.
-// TODO(lead): `executor::run::tail` (being added) can replace this once it says whether the
-// read began mid-file; the first fragment must be dropped (it may hold a secret's end).
+/// The last `max` bytes of a file, read by seeking from its end, and whether the read began
+/// after the file's start (inside a line). `executor::run::tail` drops that cut first line
+/// itself, which loses a long last line whole (its only newline is the final one), so the
+/// page reads the bytes and lets `mask::log_tail` decide.
 fn read_end(path: &Path, max: u64) -> std::io::Result<(String, bool)> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
@@ -224,11 +213,11 @@ pub fn runner_logs(state: &AppState, run_id: &str, secrets: &[&str]) -> Vec<Runn
     let dir = root.join(run_id);
     (1..=64)
         .map_while(|index| {
-            let (text, from_middle) =
-                read_end(&dir.join(format!("runner-{index}.log")), TAIL_BYTES).ok()?;
+            let (text, starts_cut) =
+                read_end(&dir.join(format!("runner-{index}.log")), LOG_TAIL_BYTES).ok()?;
             Some(RunnerLog {
                 index,
-                lines: mask::log_tail(&text, from_middle, TAIL_LINES, secrets),
+                lines: mask::log_tail(&text, starts_cut, TAIL_LINES, secrets),
             })
         })
         .collect()
@@ -500,7 +489,7 @@ pub fn sparkline(values: &[f64]) -> String {
 async fn index(state: Arc<AppState>, signed: bool) -> Response {
     let mut b = String::from("<h1>perfsync</h1><div class=\"muted\">GitOps for k6 load tests · refreshes every 5 s</div>");
     b.push_str(&access_bar(signed, "/"));
-    let secrets = known_secrets(&state, None);
+    let secrets = known_secrets(&state);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let Some(pool) = &state.pool else {
         return page("perfsync", true, &b);
@@ -628,7 +617,7 @@ async fn run_page(state: Arc<AppState>, id: String, signed: bool) -> Response {
         return r;
     };
     let summary = results::get(pool, &id).await.ok().flatten();
-    let secrets = known_secrets(&state, Some(&id));
+    let secrets = known_secrets(&state);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     // Free text (reasons, notes, names from the run's own output): masked, capped, escaped.
     let text = |s: &str| esc(&cap_line(&mask::mask(s, &refs), MAX_LINE_CHARS));

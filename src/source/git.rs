@@ -177,7 +177,7 @@ impl GitSource {
             .collect::<Vec<_>>()
             .join(" and ");
         match stop {
-            Stop::Git(e) => git_err(&self.url, &format!("{what} of commit {commit}"), e),
+            Stop::Git(e) => git_err(&self.url, &format!("{what} commit {commit}"), e),
             Stop::Entries => SourceError::TooManyEntries {
                 url: redact_url(&self.url),
                 commit: commit.to_string(),

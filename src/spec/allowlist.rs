@@ -92,6 +92,37 @@ impl Allowlist {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+
+    /// What the rules let a runner reach, for egress policies enforced at run time.
+    pub fn egress(&self) -> Vec<EgressRule> {
+        self.rules
+            .iter()
+            .map(|r| EgressRule {
+                host: match &r.host {
+                    HostPattern::Exact(d) => EgressHost::Name(d.clone()),
+                    // Stored with its leading dot.
+                    HostPattern::Suffix(s) => EgressHost::Suffix(s.trim_start_matches('.').into()),
+                    HostPattern::Cidr(ip, p) => EgressHost::Cidr(*ip, *p),
+                },
+                port: r.port,
+            })
+            .collect()
+    }
+}
+
+/// A destination the policy allows: a network, one name, or every name under a domain
+/// (one or more labels before it), on `port` when the pattern gives one (else any port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressRule {
+    pub host: EgressHost,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EgressHost {
+    Cidr(IpAddr, u8),
+    Name(String),
+    Suffix(String),
 }
 
 fn parse_rule(raw: &str) -> Result<Rule, String> {

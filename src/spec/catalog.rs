@@ -2,8 +2,9 @@
 //! and revision) or reported. One bad test never hides or blocks another.
 
 use super::bundle::{self, Bundle, SPEC_FILES, TEMPLATE_FILES};
-use super::checks::{check_scripts, check_spec, PolicyCheck, SpecSource};
+use super::checks::{check_spec, PolicyCheck, SpecSource};
 use super::diagnostic::{Code, Diagnostic, Pos};
+use super::js::check::{self as script_check, Limits, RenderedEntry, PLACEHOLDER};
 use super::k8s::MAX_CONFIGMAP_BYTES;
 use super::locate::Seg;
 use super::model::{PerfTemplate, PerfTest, API_VERSION, KIND_TEMPLATE, KIND_TEST};
@@ -64,7 +65,20 @@ pub struct Catalog {
     pub tests: Vec<TestEntry>,
     pub templates: Vec<TemplateEntry>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Findings that do not make a test invalid: what perfsync could not check.
+    pub warnings: Vec<Warning>,
 }
+
+/// Something perfsync could not check about a valid test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub test: String,
+    pub diagnostic: Diagnostic,
+}
+
+/// What `k6 inspect --execution-requirements` said about a test's script, run at the edge
+/// (the CLI) and handed back to [`Catalog::apply_inspection`].
+pub type Inspection = Result<super::js::options::Extent, String>;
 
 impl Catalog {
     pub fn is_valid(&self) -> bool {
@@ -75,6 +89,69 @@ impl Catalog {
     }
     pub fn test(&self, name: &str) -> Option<&TestEntry> {
         self.tests.iter().find(|t| t.name.as_deref() == Some(name))
+    }
+
+    /// Valid tests whose VUs and duration could not be worked out from their spec and
+    /// script, so maxVUs and maxDuration are unchecked: candidates for `k6 inspect`.
+    pub fn unchecked_load(&self) -> Vec<&ResolvedTest> {
+        self.warnings
+            .iter()
+            .filter(|w| w.diagnostic.code == Code::LimitUnchecked)
+            .filter_map(|w| self.test(&w.test).and_then(|t| t.resolved.as_deref()))
+            .collect()
+    }
+
+    /// Applies what `k6 inspect` said about `test`: within the policy, the warning goes;
+    /// over it, the test is invalid, with an error where the warning was; when k6 could not
+    /// say, the warning stays and says why.
+    pub fn apply_inspection(&mut self, test: &str, inspection: Inspection, policy: &Policy) {
+        let Some(i) = self
+            .warnings
+            .iter()
+            .position(|w| w.test == test && w.diagnostic.code == Code::LimitUnchecked)
+        else {
+            return;
+        };
+        let extent = match inspection {
+            Ok(e) => e,
+            Err(why) => {
+                self.warnings[i]
+                    .diagnostic
+                    .message
+                    .push_str(&format!("; k6 inspect could not tell either: {why}"));
+                return;
+            }
+        };
+        let w = self.warnings.remove(i);
+        let d = &w.diagnostic;
+        let at = Pos::new(d.line, d.column);
+        let mut errors = Vec::new();
+        if extent.vus > u64::from(policy.max_vus) {
+            errors.push(Diagnostic::new(&d.file, at, Code::LimitExceeded, format!(
+                "k6 inspect says the script runs up to {} VUs ({}), over the policy's maxVUs of {}; lower the script's options or set spec.load within the policy",
+                extent.vus, extent.vus_why, policy.max_vus
+            )));
+        }
+        if let Some(dur) = extent.duration.filter(|x| *x > policy.max_duration.0) {
+            errors.push(Diagnostic::new(&d.file, at, Code::LimitExceeded, format!(
+                "k6 inspect says the script runs for {} ({}), over the policy's maxDuration of {}; shorten the script's options or set spec.load within the policy",
+                super::duration::format_duration(dur), extent.duration_why, policy.max_duration
+            )));
+        }
+        if errors.is_empty() {
+            return;
+        }
+        for t in self
+            .tests
+            .iter_mut()
+            .filter(|t| t.name.as_deref() == Some(test))
+        {
+            t.resolved = None;
+        }
+        self.diagnostics.extend(errors);
+        self.diagnostics.sort_by(|a, b| {
+            (&a.file, a.line, a.column, a.code).cmp(&(&b.file, b.line, b.column, b.code))
+        });
     }
 }
 
@@ -124,6 +201,7 @@ struct Templates {
 struct FileTests {
     entries: Vec<TestEntry>,
     diagnostics: Vec<Diagnostic>,
+    warnings: Vec<Warning>,
 }
 
 /// The parsed repository, kept between syncs so that a change re-reads only the tests it
@@ -271,6 +349,7 @@ impl Index {
             tests: Vec::with_capacity(self.tests.len()),
             templates: self.templates.entries.clone(),
             diagnostics: self.templates.diagnostics.clone(),
+            warnings: Vec::new(),
         };
         let mut names: BTreeMap<&str, &str> = BTreeMap::new();
         for (file, ft) in &self.tests {
@@ -295,6 +374,15 @@ impl Index {
                             names.insert(name, file);
                         }
                     }
+                }
+                if entry.resolved.is_some() {
+                    let name = entry.name.as_deref();
+                    cat.warnings.extend(
+                        ft.warnings
+                            .iter()
+                            .filter(|w| Some(w.test.as_str()) == name)
+                            .cloned(),
+                    );
                 }
                 cat.tests.push(entry);
             }
@@ -526,7 +614,34 @@ fn resolve_template(
             )));
         }
     }
-    check_scripts(&files, policy.map(|p| p.allowlist), "", errs);
+    // The script on its own: defaults filled in, parameters without one as placeholders (so it
+    // parses); each test checks it again as rendered with its own values.
+    let values: BTreeMap<String, String> = tpl
+        .spec
+        .params
+        .iter()
+        .map(|(name, p)| {
+            let v = p
+                .default
+                .clone()
+                .unwrap_or_else(|| format!("{PLACEHOLDER}{name}"));
+            (name.clone(), v)
+        })
+        .collect();
+    let rendered = template::substitute_mapped(&text, &values);
+    let ctx = script_check::Context {
+        allow: policy.map(|p| p.allowlist),
+        allowed_modules: policy.map_or(&[][..], |p| &p.policy.allowed_modules[..]),
+        env: &[],
+        entry: Some(RenderedEntry {
+            rendered: &rendered,
+            template_text: &text,
+            template: &tpl.metadata.name,
+            for_test: None,
+        }),
+        limits: None,
+    };
+    script_check::check_bundle(&files, &ctx, errs, &mut Vec::new());
     Some(ResolvedTemplate {
         template: tpl,
         dir: dir.to_string(),
@@ -578,9 +693,27 @@ fn resolve_file(tree: &Tree, file: &str, ctx: &Ctx, templates: &TemplateMap) -> 
         if let Err(e) = check_name(&name) {
             errs.push(Diagnostic::new(file, name_pos, Code::Schema, e));
         }
-        let resolved = resolve_test(tree, &src, test, dir, &nested, policy, templates, &mut errs);
+        let mut warnings = Vec::new();
+        let resolved = resolve_test(
+            tree,
+            &src,
+            test,
+            dir,
+            &nested,
+            policy,
+            templates,
+            &mut errs,
+            &mut warnings,
+        );
         let valid = errs.is_empty();
         diags.extend(errs);
+        if valid {
+            out.warnings
+                .extend(warnings.into_iter().map(|diagnostic| Warning {
+                    test: name.clone(),
+                    diagnostic,
+                }));
+        }
         out.entries.push(TestEntry {
             name: Some(name),
             file: file.to_string(),
@@ -613,13 +746,15 @@ fn resolve_test(
     policy: Option<&PolicyCheck>,
     templates: &TemplateMap,
     errs: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
 ) -> Option<ResolvedTest> {
     use Seg::Key;
     let mut bundle = Bundle::default();
     bundle::collect(tree, dir, nested, "", &mut bundle, errs);
     let mut template_name = None;
     let mut template_revision = None;
-    let mut skip_urls_in = String::new();
+    // The template's script as rendered for this test, to check and to point findings back at.
+    let mut rendered: Option<(template::Rendered, String, String)> = None;
     match (&test.spec.script, &test.spec.template) {
         (Some(_), Some(_)) | (None, None) => {
             errs.push(src.diag(
@@ -680,9 +815,11 @@ fn resolve_test(
                     let prefix = format!("_template/{name}/");
                     for (key, bytes) in &tpl.files.files {
                         let content: std::sync::Arc<[u8]> = if *key == tpl.files.entry {
-                            template::substitute(&String::from_utf8_lossy(bytes), &values)
-                                .into_bytes()
-                                .into()
+                            let source = String::from_utf8_lossy(bytes).into_owned();
+                            let r = template::substitute_mapped(&source, &values);
+                            let content = r.text.clone().into_bytes().into();
+                            rendered = Some((r, source, name.clone()));
+                            content
                         } else {
                             bytes.clone()
                         };
@@ -700,13 +837,35 @@ fn resolve_test(
                         &tpl.template,
                         &tpl.files,
                     ));
-                    skip_urls_in = prefix;
                 }
             }
         }
     }
     check_spec(src, &test, policy, errs);
-    check_scripts(&bundle, policy.map(|p| p.allowlist), &skip_urls_in, errs);
+    let env: Vec<(String, String)> = test
+        .spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let ctx = script_check::Context {
+        allow: policy.map(|p| p.allowlist),
+        allowed_modules: policy.map_or(&[][..], |p| &p.policy.allowed_modules[..]),
+        env: &env,
+        entry: rendered
+            .as_ref()
+            .map(|(r, source, template)| RenderedEntry {
+                rendered: r,
+                template_text: source,
+                template,
+                for_test: Some(src.file),
+            }),
+        limits: policy.map(|p| Limits {
+            policy: p.policy,
+            load: test.spec.load.as_ref(),
+        }),
+    };
+    script_check::check_bundle(&bundle, &ctx, errs, warnings);
     if let Some(p) = policy {
         let size = bundle.total_bytes();
         if size > p.policy.max_bundle_bytes {

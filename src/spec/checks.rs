@@ -1,18 +1,16 @@
-//! Checks on a parsed test that serde cannot make: policy limits and targets, scripts' URLs
-//! and imports, thresholds, schedules, secrets written in plain text.
+//! Checks on a parsed test that serde cannot make: policy limits and targets, thresholds,
+//! schedules, secrets written in plain text (scripts: [`super::js::check`]).
 
 use super::allowlist::{normalize, Allowlist};
-use super::bundle::Bundle;
-use super::diagnostic::{pos_of_offset, Code, Diagnostic, Pos};
+use super::diagnostic::{Code, Diagnostic, Pos};
 use super::k8s;
 use super::locate::{locate, Seg};
 use super::model::{Load, PerfTest};
 use super::parse::Doc;
 use super::render::MAX_PARALLELISM;
-use super::script_scan::{self, Usage};
+use super::script_scan;
 use super::threshold::{parse_expr, parse_metric_key};
 use crate::config::Policy;
-use crate::source::tree::{join, parent};
 use std::time::Duration;
 
 /// Where a spec came from, to point findings at lines.
@@ -85,6 +83,7 @@ pub fn check_spec(
         }
     }
     check_kubernetes_fields(src, test, out);
+    super::env_rules::check(src, test, policy, out);
     // Tags travel as `--tag key=value` in the TestRun's `arguments` string, which the
     // k6-operator splits on whitespace and pastes unquoted into a shell script.
     for (key, value) in &s.tags {
@@ -162,6 +161,7 @@ pub fn check_spec(
     if let Some(p) = policy {
         check_limits(src, test, p.policy, out);
     }
+    super::privileges::check(src, test, policy, out);
 }
 
 /// Characters a tag key may hold besides ASCII letters and digits.
@@ -366,84 +366,6 @@ fn check_limits(src: &SpecSource, test: &PerfTest, policy: &Policy, out: &mut Ve
     }
 }
 
-/// Script-level checks over every JavaScript file of the bundle: relative imports and `open()`
-/// calls stay inside the bundle and exist; literal URLs are inside the allowlist.
-pub fn check_scripts(
-    bundle: &Bundle,
-    allow: Option<&Allowlist>,
-    skip_urls_in: &str,
-    out: &mut Vec<Diagnostic>,
-) {
-    for (key, bytes) in &bundle.files {
-        if !is_script(key) {
-            continue;
-        }
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            let origin = bundle.origin.get(key).map_or(key.as_str(), String::as_str);
-            out.push(Diagnostic::new(
-                origin,
-                Pos::START,
-                Code::Schema,
-                "the script is not valid UTF-8; save it as UTF-8",
-            ));
-            continue;
-        };
-        let origin = bundle.origin.get(key).map_or(key.as_str(), String::as_str);
-        for lit in script_scan::literals(text) {
-            if lit.usage == Usage::Other {
-                continue;
-            }
-            let spec = lit.text;
-            let local = spec.starts_with("./")
-                || spec.starts_with("../")
-                || spec.starts_with('/')
-                || spec.starts_with("file:");
-            if !local && lit.usage == Usage::Module {
-                continue; // k6/* built-ins and remote modules
-            }
-            let pos = pos_of_offset(text, lit.offset);
-            let resolved = if spec.starts_with('/') || spec.starts_with("file:") {
-                None
-            } else {
-                join(parent(key), spec)
-            };
-            match resolved {
-                None => out.push(Diagnostic::new(origin, pos, Code::PathEscape, format!(
-                    "`{spec}` leads outside the test's bundle; keep imported and opened files in the test's folder"
-                ))),
-                // `open()` of a computed path cannot be checked before the run.
-                Some(p) if !bundle.files.contains_key(&p) && (lit.usage != Usage::Open || !spec.contains("${")) => {
-                    out.push(Diagnostic::new(origin, pos, Code::ScriptMissing, format!(
-                        "`{spec}` is not in the test's bundle; add the file or fix the path"
-                    )))
-                }
-                Some(_) => {}
-            }
-        }
-        if let Some(allow) = allow {
-            // Template files are checked once, unrendered, with the template itself.
-            if !skip_urls_in.is_empty() && key.starts_with(skip_urls_in) {
-                continue;
-            }
-            for url in script_scan::urls(text)
-                .into_iter()
-                .filter(|u| !u.dynamic_host)
-            {
-                if let Some(why) = target_refusal(&url.url, allow) {
-                    out.push(Diagnostic::new(
-                        origin,
-                        pos_of_offset(text, url.offset),
-                        Code::TargetNotAllowed,
-                        why,
-                    ));
-                }
-            }
-        }
-    }
-}
-
-pub fn is_script(path: &str) -> bool {
-    [".js", ".mjs", ".cjs", ".ts"]
-        .iter()
-        .any(|e| path.ends_with(e))
-}
+/// Script-level checks (imports, `open()`, URLs, `hosts`, tags, the script's own load) live
+/// in [`super::js::check`], which reads scripts with a JavaScript parser.
+pub use super::js::check::is_script;

@@ -19,6 +19,10 @@ pub enum Code {
     InlineSecret,
     ScheduleInvalid,
     ThresholdInvalid,
+    PolicyDenied,
+    ScriptSyntax,
+    ModuleNotAllowed,
+    LimitUnchecked,
 }
 
 impl Code {
@@ -36,6 +40,10 @@ impl Code {
             Code::InlineSecret => "inline-secret",
             Code::ScheduleInvalid => "schedule-invalid",
             Code::ThresholdInvalid => "threshold-invalid",
+            Code::PolicyDenied => "policy-denied",
+            Code::ScriptSyntax => "script-syntax",
+            Code::ModuleNotAllowed => "module-not-allowed",
+            Code::LimitUnchecked => "limit-unchecked",
         }
     }
 }

@@ -35,8 +35,11 @@ pub const MAX_PARALLELISM: u32 = 9999;
 pub const MAX_TESTRUN_NAME: usize = 47;
 
 /// The entry script: runs the user's script and adds a `handleSummary` that prints the full
-/// summary as one marked JSON line, still calling the user's own `handleSummary` and keeping
-/// its outputs. The spec's thresholds join the script's own so that k6 computes the
+/// summary as one marked JSON line, still calling the user's own `handleSummary` but keeping
+/// only its `stdout` (at most [`USER_STDOUT_MAX`] characters, before perfsync's line): any
+/// other key is a file k6 would write wherever the script says (the spool, another run's
+/// files, the config), so none is written, and a line in the output names the dropped keys.
+/// The spec's thresholds join the script's own so that k6 computes the
 /// sub-metrics they name; perfsync judges them again over the merged run. The summary's trend
 /// statistics are the script's own `summaryTrendStats` plus [`TREND_STATS`]. `module` is how
 /// the entry imports the user's script.
@@ -58,18 +61,30 @@ export const options = Object.assign({{}}, userOptions, {{
   summaryTrendStats: userTrendStats.concat(perfsyncTrendStats.filter((s) => userTrendStats.indexOf(s) < 0)),
 }});
 export function handleSummary(data) {{
-  let out = {{}};
+  let mine = {{}};
   if (typeof user.handleSummary === "function") {{
-    out = user.handleSummary(data) || {{}};
+    mine = user.handleSummary(data) || {{}};
   }}
-  const line = "\n{marker}" + JSON.stringify(data) + "\n";
-  out.stdout = (typeof out.stdout === "string" ? out.stdout : "") + line;
-  return out;
+  let stdout = typeof mine.stdout === "string" ? mine.stdout : "";
+  if (stdout.length > {max}) {{
+    stdout = stdout.slice(0, {max}) + "\n[perfsync: the script's handleSummary stdout was cut at {max} characters]";
+  }}
+  const dropped = Object.keys(mine).filter((k) => k !== "stdout");
+  const note = dropped.length > 0
+    ? "\nperfsync: handleSummary outputs other than stdout are not written: " + JSON.stringify(dropped)
+    : "";
+  // Only stdout: k6 writes every other key to the file it names.
+  return {{ stdout: stdout + note + "\n{marker}" + JSON.stringify(data) + "\n" }};
 }}
 "#,
-        marker = SUMMARY_MARKER
+        marker = SUMMARY_MARKER,
+        max = USER_STDOUT_MAX
     )
 }
+
+/// The most characters of a script's own `handleSummary` stdout a runner prints: perfsync's
+/// summary line comes after it and must stay within the runner's output cap.
+pub const USER_STDOUT_MAX: usize = 1 << 20;
 
 /// The execution segments of `n` runners, as the k6-operator hands them out: per runner
 /// `(segment, sequence)`, e.g. `("1/3:2/3", "0,1/3,2/3,1")`.
@@ -349,9 +364,12 @@ pub struct TestRunSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Starter {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// The starter only calls the runners' REST API: no API token either.
+    pub automount_service_account_token: &'static str,
     pub metadata: RunnerMeta,
 }
 
@@ -382,6 +400,8 @@ pub struct Runner {
     pub tolerations: Vec<super::model::Toleration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
+    /// Always `"false"`: a runner (and the initializer, its copy) never gets an API token.
+    pub automount_service_account_token: &'static str,
     pub volumes: Vec<serde_json::Value>,
     pub volume_mounts: Vec<serde_json::Value>,
 }
@@ -459,7 +479,8 @@ pub fn testrun(rt: &ResolvedTest, run: &str, defaults: &RunnerDefaults) -> TestR
         } else {
             own.tolerations
         },
-        service_account_name: own.service_account_name.or(base.service_account_name),
+        // The operator's alone: a test's own is refused at validation and never used.
+        service_account_name: base.service_account_name,
     };
     let mut arguments = k6_args(rt, &run);
     if defaults
@@ -500,6 +521,7 @@ pub fn testrun(rt: &ResolvedTest, run: &str, defaults: &RunnerDefaults) -> TestR
                 node_selector: runner.node_selector,
                 tolerations: runner.tolerations,
                 service_account_name: runner.service_account_name,
+                automount_service_account_token: "false",
                 volumes: vec![
                     serde_json::json!({"name": "perfsync-bundle", "configMap": {"name": cm, "items": items}}),
                 ],
@@ -509,6 +531,7 @@ pub fn testrun(rt: &ResolvedTest, run: &str, defaults: &RunnerDefaults) -> TestR
             },
             starter: Starter {
                 image: defaults.starter_image.clone(),
+                automount_service_account_token: "false",
                 metadata: RunnerMeta { labels: pod_labels },
             },
         },

@@ -1,182 +1,272 @@
-//! A small JavaScript scanner: the string literals of a k6 script, with offsets, so that the
-//! URLs it may hit and the local files it imports or opens can be checked without executing it.
-//! Comments are skipped, so a link in a comment is not mistaken for a target.
+//! URLs inside strings: a plain value (an `env` value, a template parameter) or a string a
+//! script builds, given as pieces that are known text, values of the spec's `env`, or unknown
+//! until run time (see [`super::js`], which folds a script's constant expressions into these).
+//!
+//! A URL is found wherever `<scheme>://` stands, for the schemes k6 connects to (http, https,
+//! ws, wss). Its authority ends at `/`, `?` or `#`, as Go's `net/url` (k6) reads it, so
+//! userinfo (`allowed.example@evil.example`) is part of what is checked.
 
-/// A string literal (or the static text of a template literal) and what it is used for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Literal<'a> {
-    pub text: &'a str,
-    /// Byte offset of `text` in the script.
-    pub offset: usize,
-    pub usage: Usage,
-}
-
+/// A piece of a string whose URLs are sought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Usage {
-    /// `import … from "x"`, `import "x"`, `export … from "x"`, `require("x")`.
-    Module,
-    /// `open("x")`: a file k6 reads at init time.
-    Open,
-    Other,
+pub enum Piece<'s> {
+    /// Text known before the run.
+    Text(&'s str),
+    /// The value of `__ENV.<name>`, set in the spec's `env`.
+    Env { name: &'s str, value: &'s str },
+    /// Known only at run time.
+    Unknown,
 }
 
-/// A URL found in a literal: where it starts and what it is. URLs built from `${…}` stop there.
-#[derive(Debug, Clone, PartialEq)]
+/// A URL found in a string.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundUrl {
+    /// The URL as far as it is known, for messages.
     pub url: String,
+    /// What the allowlist is asked about: `scheme://authority/`. Empty when the host is not
+    /// known at all ([`FoundUrl::dynamic_host`]).
+    pub check: String,
+    /// Index of the piece where the URL starts, and the byte offset in that piece.
+    pub piece: usize,
     pub offset: usize,
-    /// Part of the host comes from an interpolation and cannot be checked statically.
+    /// No part of the host is known before the run: nothing can be checked.
     pub dynamic_host: bool,
+    /// The host is known up to a piece that is not: `check` holds the part that is.
+    pub partial_host: bool,
+    /// The scheme starts in a piece known only at run time; `check` uses `https`, and the
+    /// caller tries every scheme.
+    pub scheme_unknown: bool,
+    /// `env` variables whose values make up part of the scheme or authority.
+    pub env: Vec<String>,
+    /// The whole URL up to the end of its authority is one `env` value, which the spec's own
+    /// check of `env` already compared with the allowlist.
+    pub within_env: bool,
 }
 
-pub fn literals(src: &str) -> Vec<Literal<'_>> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'/' if b.get(i + 1) == Some(&b'/') => {
-                i = src[i..].find('\n').map_or(b.len(), |n| i + n);
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = src[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
-            }
-            q @ (b'"' | b'\'' | b'`') => {
-                let start = i + 1;
-                let mut j = start;
-                while j < b.len() && b[j] != q {
-                    if b[j] == b'\\' {
-                        j += 1;
-                    } else if q != b'`' && b[j] == b'\n' {
-                        break;
-                    }
-                    j += 1;
-                }
-                let end = j.min(b.len());
-                out.push(Literal {
-                    text: &src[start..end],
-                    offset: start,
-                    usage: usage_before(&src[..i]),
-                });
-                i = end + 1;
-            }
-            _ => i += 1,
+const SCHEMES: [&str; 4] = ["http", "https", "ws", "wss"];
+
+/// Every http(s) and ws(s) URL of a plain text.
+pub fn urls(text: &str) -> Vec<FoundUrl> {
+    urls_in(&[Piece::Text(text)])
+}
+
+/// Every http(s) and ws(s) URL of a string made of `pieces`.
+pub fn urls_in(pieces: &[Piece]) -> Vec<FoundUrl> {
+    // The known text, joined, with where each piece starts in it and which ones are unknown.
+    let mut joined = String::new();
+    // (start in `joined`, piece index); an unknown piece takes no room.
+    let mut starts: Vec<(usize, usize)> = Vec::with_capacity(pieces.len());
+    let mut unknown_at: Vec<usize> = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        starts.push((joined.len(), i));
+        match p {
+            Piece::Text(t) => joined.push_str(t),
+            Piece::Env { value, .. } => joined.push_str(value),
+            Piece::Unknown => unknown_at.push(joined.len()),
         }
+    }
+    if !joined.contains("://") {
+        return Vec::new();
+    }
+    let bytes = joined.as_bytes();
+    let piece_at = |pos: usize| -> (usize, usize) {
+        // The last piece starting at or before `pos` that holds text there.
+        let mut found = (0, 0);
+        for &(start, i) in &starts {
+            if start > pos {
+                break;
+            }
+            if !matches!(pieces[i], Piece::Unknown) {
+                found = (i, pos - start);
+            }
+        }
+        found
+    };
+    let env_names_in = |range: std::ops::Range<usize>| -> Vec<String> {
+        let mut names = Vec::new();
+        for (k, &(start, i)) in starts.iter().enumerate() {
+            let end = starts.get(k + 1).map_or(joined.len(), |s| s.0);
+            if let Piece::Env { name, .. } = pieces[i] {
+                if start < range.end && range.start < end && !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names
+    };
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(rel) = joined[from..].find("://") {
+        let sep = from + rel;
+        from = sep + 3;
+        // The scheme: the letters, digits, `+`, `-` and `.` before `://`.
+        let mut start = sep;
+        while start > 0 && {
+            let c = bytes[start - 1];
+            c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')
+        } {
+            start -= 1;
+        }
+        // An unknown piece inside the scheme (or right before `://`) leaves it unknown; one
+        // right before it can only make it invalid, so the scheme read counts.
+        let scheme_unknown = unknown_at
+            .iter()
+            .any(|&u| u <= sep && (u > start || (u == start && start == sep)));
+        let scheme = joined[start..sep].to_ascii_lowercase();
+        if !scheme_unknown && !SCHEMES.contains(&scheme.as_str()) {
+            continue;
+        }
+        // The authority: up to `/`, `?`, `#`, whitespace or a quote, or an unknown piece.
+        let auth_start = sep + 3;
+        let mut auth_end = auth_start;
+        while auth_end < bytes.len()
+            && !matches!(
+                bytes[auth_end],
+                b'/' | b'?' | b'#' | b'"' | b'\'' | b'`' | b'<' | b'>'
+            )
+            && !bytes[auth_end].is_ascii_whitespace()
+            && !unknown_at.contains(&auth_end)
+        {
+            auth_end += 1;
+        }
+        let cut_by_unknown = unknown_at.contains(&auth_end);
+        let authority = &joined[auth_start..auth_end];
+        let mut url_end = auth_end;
+        while url_end < bytes.len()
+            && !matches!(bytes[url_end], b'"' | b'\'' | b'`' | b'<' | b'>')
+            && !bytes[url_end].is_ascii_whitespace()
+            && !unknown_at.contains(&url_end)
+        {
+            url_end += 1;
+        }
+        let (piece, offset) = piece_at(if scheme_unknown { sep } else { start });
+        let dynamic_host = authority.is_empty() && cut_by_unknown;
+        if authority.is_empty() && !dynamic_host {
+            continue; // `https://` alone, or `https:///path`: no host to reach
+        }
+        let shown_scheme = if scheme_unknown {
+            "…"
+        } else {
+            &joined[start..sep]
+        };
+        let url = format!(
+            "{shown_scheme}://{}{}",
+            &joined[auth_start..url_end],
+            if url_end < bytes.len() && unknown_at.contains(&url_end) || cut_by_unknown {
+                "${…}"
+            } else {
+                ""
+            }
+        );
+        let check = if dynamic_host {
+            String::new()
+        } else {
+            let s = if scheme_unknown {
+                "https"
+            } else {
+                scheme.as_str()
+            };
+            format!("{s}://{authority}/")
+        };
+        let within_env = {
+            let (p, _) = piece_at(start);
+            let (q, _) = piece_at(auth_end.saturating_sub(1));
+            p == q
+                && matches!(pieces[p], Piece::Env { .. })
+                && !scheme_unknown
+                && !cut_by_unknown
+                && starts
+                    .iter()
+                    .find(|(_, i)| *i == p)
+                    .is_some_and(|(s, _)| *s <= start)
+        };
+        out.push(FoundUrl {
+            url,
+            check,
+            piece,
+            offset,
+            dynamic_host,
+            partial_host: cut_by_unknown && !authority.is_empty(),
+            scheme_unknown,
+            env: env_names_in(start..auth_end.max(sep + 3)),
+            within_env,
+        });
     }
     out
 }
 
-fn usage_before(before: &str) -> Usage {
-    let t = before.trim_end();
-    let t = t.strip_suffix('(').map_or(t, str::trim_end);
-    let word_end = |w: &str| {
-        t.ends_with(w)
-            && t[..t.len() - w.len()]
-                .chars()
-                .next_back()
-                .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
-    };
-    if word_end("from") || word_end("import") || word_end("require") {
-        Usage::Module
-    } else if word_end("open") {
-        Usage::Open
-    } else {
-        Usage::Other
-    }
-}
-
-const SCHEMES: [&str; 4] = ["https://", "http://", "wss://", "ws://"];
-
-/// Every http(s):// and ws(s):// URL inside the literals that are not module specifiers.
-pub fn urls(src: &str) -> Vec<FoundUrl> {
-    let mut found = Vec::new();
-    for lit in literals(src)
-        .into_iter()
-        .filter(|l| l.usage == Usage::Other)
-    {
-        let lower = lit.text.to_ascii_lowercase();
-        let mut from = 0;
-        while let Some(rel) = SCHEMES
-            .iter()
-            .filter_map(|s| lower[from..].find(s).map(|p| (p, s.len())))
-            .min()
-        {
-            let start = from + rel.0;
-            // Must not be the tail of a longer word such as `xhttp://`.
-            let boundary = start == 0 || !lower.as_bytes()[start - 1].is_ascii_alphanumeric();
-            let rest = &lit.text[start..];
-            let end = rest
-                .find(|c: char| c.is_whitespace() || "\"'`<>\\^|".contains(c))
-                .unwrap_or(rest.len());
-            let interp = rest[..end].find("${");
-            let url_end = interp.unwrap_or(end);
-            let url = &rest[..url_end];
-            let authority_end = url[rel.1..].find(['/', '?', '#']).map(|p| p + rel.1);
-            let dynamic_host =
-                interp.is_some() && authority_end.is_none_or(|a| interp.is_some_and(|i| i <= a));
-            if boundary && url.len() > rel.1 || dynamic_host {
-                found.push(FoundUrl {
-                    url: url.to_string(),
-                    offset: lit.offset + start,
-                    dynamic_host,
-                });
-            }
-            from = start + rel.1;
-        }
-    }
-    found
+/// The schemes a URL of unknown scheme is tried with.
+pub fn schemes() -> &'static [&'static str] {
+    &SCHEMES
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SCRIPT: &str = r#"import http from 'k6/http';
-import { helper } from "./lib/helpers.js";
-// see https://grafana.com/docs for options
-const data = open('./data/users.json');
-/* http://commented.example */
-export default function () {
-  http.get("https://api.staging.example.com/items?x=1");
-  http.get(`${__ENV.BASE}/x`);
-  http.get(`https://${__ENV.HOST}/x`);
-  http.get(`http://fixed.example/${id}`);
-}
-"#;
+    fn checks(pieces: &[Piece]) -> Vec<(String, bool, bool)> {
+        urls_in(pieces)
+            .into_iter()
+            .map(|u| (u.check, u.dynamic_host, u.partial_host))
+            .collect()
+    }
 
     #[test]
-    fn finds_literal_urls_outside_comments_and_imports() {
-        let urls: Vec<(String, bool)> = urls(SCRIPT)
-            .into_iter()
-            .map(|u| (u.url, u.dynamic_host))
-            .collect();
+    fn finds_urls_in_plain_text_with_userinfo_in_the_authority() {
+        let found =
+            urls("see https://api.example.com@evil.example/x?y and ftp://no.example, xhttps://no");
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!(found[0].check, "https://api.example.com@evil.example/");
+        assert_eq!(found[0].url, "https://api.example.com@evil.example/x?y");
+        assert_eq!((found[0].piece, found[0].offset), (0, 4));
+        assert!(urls("https:// and https:///x").is_empty());
+    }
+
+    #[test]
+    fn pieces_join_and_unknown_pieces_stop_the_host() {
+        use Piece::{Text, Unknown};
         assert_eq!(
-            urls,
-            vec![
-                (
-                    "https://api.staging.example.com/items?x=1".to_string(),
-                    false
-                ),
-                ("https://".to_string(), true),
-                ("http://fixed.example/".to_string(), false),
-            ]
+            checks(&[Text("https://"), Text("evil.example/x")]),
+            vec![("https://evil.example/".to_string(), false, false)]
+        );
+        assert_eq!(
+            checks(&[Text("https://"), Unknown, Text("/x")]),
+            vec![(String::new(), true, false)]
+        );
+        assert_eq!(
+            checks(&[Text("https://api.example.com"), Unknown]),
+            vec![("https://api.example.com/".to_string(), false, true)]
+        );
+        assert_eq!(
+            checks(&[Text("https://api.example.com/"), Unknown]),
+            vec![("https://api.example.com/".to_string(), false, false)]
+        );
+        let u = &urls_in(&[Unknown, Text("://evil.example/")])[0];
+        assert!(
+            u.scheme_unknown && u.check == "https://evil.example/",
+            "{u:?}"
         );
     }
 
     #[test]
-    fn classifies_imports_and_opens() {
-        let lits = literals(SCRIPT);
-        let modules: Vec<&str> = lits
-            .iter()
-            .filter(|l| l.usage == Usage::Module)
-            .map(|l| l.text)
-            .collect();
-        assert_eq!(modules, vec!["k6/http", "./lib/helpers.js"]);
-        let opens: Vec<&str> = lits
-            .iter()
-            .filter(|l| l.usage == Usage::Open)
-            .map(|l| l.text)
-            .collect();
-        assert_eq!(opens, vec!["./data/users.json"]);
+    fn env_values_count_as_text_and_are_named() {
+        let pieces = [
+            Piece::Env {
+                name: "BASE",
+                value: "https://api.example.com",
+            },
+            Piece::Text("@evil.example/x"),
+        ];
+        let u = &urls_in(&pieces)[0];
+        assert_eq!(u.check, "https://api.example.com@evil.example/");
+        assert_eq!(u.env, vec!["BASE".to_string()]);
+        assert!(!u.within_env);
+        let alone = [
+            Piece::Env {
+                name: "BASE",
+                value: "https://api.example.com",
+            },
+            Piece::Text("/x"),
+        ];
+        assert!(urls_in(&alone)[0].within_env);
     }
 }

@@ -95,6 +95,104 @@ pub fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// Where a piece of a rendered text came from: its own text, or a parameter's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    /// Byte range in the rendered text.
+    pub rendered: std::ops::Range<usize>,
+    /// Byte offset in the template text: where the copied text starts, or where the
+    /// `${NAME}` (or `$${`) that produced it is written.
+    pub source: usize,
+    /// The parameter whose value this is; `None` for text copied from the template.
+    pub param: Option<String>,
+}
+
+/// A rendered text with the way back to the template it came from, so that a finding in the
+/// rendered script can point at the template's line and at the parameter that caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rendered {
+    pub text: String,
+    pub pieces: Vec<Piece>,
+}
+
+impl Rendered {
+    /// The template offset of a rendered offset: inside copied text, the same character; inside
+    /// a parameter's value, the `${NAME}` that put it there.
+    pub fn source_offset(&self, offset: usize) -> usize {
+        let i = self
+            .pieces
+            .partition_point(|p| p.rendered.end <= offset)
+            .min(self.pieces.len().saturating_sub(1));
+        match self.pieces.get(i) {
+            Some(p) if p.param.is_none() => p.source + offset.saturating_sub(p.rendered.start),
+            Some(p) => p.source,
+            None => offset,
+        }
+    }
+
+    /// The parameters whose values make up any part of `range` of the rendered text.
+    pub fn params_in(&self, range: std::ops::Range<usize>) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .pieces
+            .iter()
+            .filter(|p| {
+                p.rendered.start < range.end.max(range.start + 1) && range.start < p.rendered.end
+            })
+            .filter_map(|p| p.param.as_deref())
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+/// [`substitute`], keeping where every piece of the result came from.
+pub fn substitute_mapped(text: &str, values: &BTreeMap<String, String>) -> Rendered {
+    let mut r = Rendered {
+        text: String::with_capacity(text.len()),
+        pieces: Vec::new(),
+    };
+    let push = |r: &mut Rendered, s: &str, source: usize, param: Option<&str>| {
+        if s.is_empty() {
+            return;
+        }
+        let start = r.text.len();
+        r.text.push_str(s);
+        r.pieces.push(Piece {
+            rendered: start..r.text.len(),
+            source,
+            param: param.map(str::to_string),
+        });
+    };
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while i + 1 < b.len() {
+        if b[i] == b'$' && b[i + 1] == b'$' && b.get(i + 2) == Some(&b'{') {
+            push(&mut r, &text[copied..i], copied, None);
+            // `$${` renders as `${`: the `$` and `{` of the escape, one character further on.
+            push(&mut r, "${", i + 1, None);
+            i += 3;
+            copied = i;
+            continue;
+        }
+        if b[i] == b'$' && b[i + 1] == b'{' {
+            if let Some(len) = text[i + 2..].find('}') {
+                let name = &text[i + 2..i + 2 + len];
+                if let Some(v) = values.get(name) {
+                    push(&mut r, &text[copied..i], copied, None);
+                    push(&mut r, v, i, Some(name));
+                    i += 2 + len + 1;
+                    copied = i;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    push(&mut r, &text[copied..], copied, None);
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +205,31 @@ mod tests {
             substitute(text, &values),
             "get('http://x/a'); const s = `${id}`; $x"
         );
+    }
+
+    #[test]
+    fn mapped_rendering_points_back_at_the_template_and_its_parameters() {
+        let values = BTreeMap::from([
+            ("HOST".to_string(), "https://a.example".to_string()),
+            ("PATH".to_string(), "@evil.example/x".to_string()),
+        ]);
+        let text = "get('${HOST}${PATH}'); `$${x}` end";
+        let r = substitute_mapped(text, &values);
+        assert_eq!(r.text, substitute(text, &values));
+        assert_eq!(
+            r.text,
+            "get('https://a.example@evil.example/x'); `${x}` end"
+        );
+        // Inside a value: the `${NAME}` that put it there.
+        let at = r.text.find("evil").unwrap();
+        assert_eq!(r.source_offset(at), text.find("${PATH}").unwrap());
+        let close = r.text[5..].find('\'').unwrap() + 5;
+        assert_eq!(r.params_in(5..close), vec!["HOST", "PATH"]);
+        assert!(r.params_in(0..4).is_empty());
+        // Copied text after an escape keeps its own place.
+        let end = r.text.find("end").unwrap();
+        assert_eq!(r.source_offset(end), text.find("end").unwrap());
+        assert_eq!(r.source_offset(0), 0);
     }
 
     #[test]

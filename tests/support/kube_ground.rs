@@ -12,7 +12,7 @@ use serde_json::Value;
 
 pub const SECRET: &str = "hook-secret-k8s";
 pub const TOKEN: &str = "api-token-k8s";
-pub const NS: &str = "perfsync";
+pub const NS: &str = "perfsync-runs";
 
 pub struct Ground {
     pub api: KubeApi,
@@ -85,7 +85,7 @@ impl Ground {
         std::fs::write(
             &cfg,
             format!(
-                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 6s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\n  maxBundleBytes: 1048576\n  runner:\n    allowedImages: [\"registry.invalid/*\", \"grafana/k6:*\"]\n    allowedSecrets: [api-credentials, absent, present]\n    maxCpu: \"6\"\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 6s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
                 self.url,
                 dir.join("state").display(),
                 self.kubeconfig.display()

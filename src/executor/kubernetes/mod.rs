@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod crd;
+pub mod egress;
 pub mod follow;
 pub mod lease;
 pub mod mirror;
@@ -78,6 +79,8 @@ pub struct KubeExecutor {
     pub mirror: mirror::Mirror,
     /// One TestRun watch and one pod watch for every run followed.
     watches: watches::Watches,
+    /// How each run's egress is confined, and what the policy lets it reach.
+    pub egress: Egress,
     /// The revision of every valid test, for pruning ConfigMaps.
     current: Mutex<BTreeMap<String, String>>,
 }
@@ -102,6 +105,7 @@ impl KubeExecutor {
         KubeExecutor {
             mirror: mirror::Mirror::new(client.clone(), &namespace),
             watches,
+            egress: Egress::default(),
             client,
             namespace,
             root,
@@ -200,8 +204,65 @@ impl KubeExecutor {
                     .join(", "),
             });
         }
+        // Confine the run's pods before any runner starts; without it the run does not go.
+        let owner = egress::Owner {
+            name: &name,
+            uid: kept.metadata.uid.as_deref().unwrap_or(""),
+        };
+        if let Err(e) = self.confine(&name, &meta.run_id, &owner).await {
+            let _ = self.delete_testrun(&name).await;
+            return Err(e);
+        }
         info!(run = %meta.run_id, testrun = %name, "TestRun applied");
         Ok(())
+    }
+
+    /// Creates the run's egress policy object (see `egress.rs`).
+    async fn confine(&self, name: &str, run: &str, owner: &egress::Owner<'_>) -> Result<(), KubeError> {
+        let (body, resource) = match self.egress.mode {
+            egress::Mode::Off => return Ok(()),
+            egress::Mode::NetworkPolicy => {
+                let mut resolved = Vec::new();
+                for r in &self.egress.rules {
+                    if let crate::spec::allowlist::EgressHost::Name(host) = &r.host {
+                        let port = r.port.unwrap_or(443);
+                        match tokio::net::lookup_host((host.as_str(), port)).await {
+                            Ok(addrs) => {
+                                resolved.extend(addrs.map(|a| (a.ip(), r.port)));
+                            }
+                            Err(e) => warn!(host = %host, error = %e, "an allowed host does not resolve; the run cannot reach it"),
+                        }
+                    }
+                }
+                resolved.sort();
+                resolved.dedup();
+                (
+                    egress::network_policy(name, run, &self.namespace, owner, &self.egress.rules, &resolved),
+                    kube::discovery::ApiResource::from_gvk_with_plural(
+                        &kube::api::GroupVersionKind::gvk("networking.k8s.io", "v1", "NetworkPolicy"),
+                        "networkpolicies",
+                    ),
+                )
+            }
+            egress::Mode::Cilium => (
+                egress::cilium_policy(name, run, &self.namespace, owner, &self.egress.rules),
+                kube::discovery::ApiResource::from_gvk_with_plural(
+                    &kube::api::GroupVersionKind::gvk("cilium.io", "v2", "CiliumNetworkPolicy"),
+                    "ciliumnetworkpolicies",
+                ),
+            ),
+        };
+        let obj: DynamicObject = serde_json::from_value(body).map_err(|e| KubeError::Config {
+            message: format!("rendering the egress policy of {name}: {e}"),
+        })?;
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        let pp = PostParams::default();
+        match api::retry("create egress policy", ATTEMPTS, || api.create(&pp, &obj)).await {
+            Ok(_) => Ok(()),
+            // Named by TestRun: one that exists is this run's (a restart between the two).
+            Err(e) if api::is_already_exists(&e) => Ok(()),
+            Err(e) => Err(api_err(format!("creating the egress policy of TestRun {name}"))(e)),
+        }
     }
 
     /// Runs not yet recorded: folders under the state directory, and TestRuns of perfsync's
@@ -642,4 +703,11 @@ fn short_error(e: &kube::Error) -> String {
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
         other => other.to_string(),
     }
+}
+
+/// The egress confinement of runs (`executor.egress`) and the destinations the policy allows.
+#[derive(Debug, Clone, Default)]
+pub struct Egress {
+    pub mode: egress::Mode,
+    pub rules: Vec<crate::spec::allowlist::EgressRule>,
 }
