@@ -466,6 +466,7 @@ fn the_manifests_are_complete_and_their_config_validates() {
             "CustomResourceDefinition",
             "Deployment",
             "Namespace",
+            "Namespace",
             "Role",
             "RoleBinding",
             "Service",

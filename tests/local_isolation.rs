@@ -334,12 +334,13 @@ async fn one_run_cannot_pause_another_through_k6s_rest_api() {
         "  load: {vus: 1, duration: 6s}\n",
         &format!("import {{ Counter }} from 'k6/metrics';\nimport {{ sleep }} from 'k6';\nconst mark = new Counter('{marker}');\nexport default function () {{ mark.add(1); sleep(0.1); }}\n"),
     );
-    // The attacker looks for the victim's API on k6's default port and pauses it only when
-    // the API it finds is the victim's (its metric is there), never another k6 on this host.
+    // The attacker looks for the victim's API on k6's default port and pauses it (k6 refuses
+    // to pause a running constant-VUs test) and stops it, only when the API it finds is the
+    // victim's (its metric is there), never another k6 on this host.
     let attacker = resolved(
         "attacker",
         &format!("  env:\n    MARK: {marker}\n"),
-        "import http from 'k6/http';\nexport default function () {}\nexport function setup() {\n  let found = 'NOT-FOUND';\n  for (let i = 0; i < 20 && found === 'NOT-FOUND'; i++) {\n    const r = http.get('http://127.0.0.1:6565/v1/metrics', { timeout: '1s' });\n    if (r.status === 200 && r.body.indexOf(__ENV.MARK) >= 0) {\n      found = 'FOUND';\n      const p = http.patch('http://127.0.0.1:6565/v1/status', JSON.stringify({ data: { type: 'status', id: 'default', attributes: { paused: true } } }), { headers: { 'Content-Type': 'application/json' } });\n      found += ' paused=' + p.status;\n    }\n  }\n  console.log('VICTIM ' + found);\n}\n",
+        "import http from 'k6/http';\nexport default function () {}\nexport function setup() {\n  let found = 'NOT-FOUND';\n  for (let i = 0; i < 20 && found === 'NOT-FOUND'; i++) {\n    const r = http.get('http://127.0.0.1:6565/v1/metrics', { timeout: '1s' });\n    if (r.status === 200 && r.body.indexOf(__ENV.MARK) >= 0) {\n      found = 'FOUND';\n      for (const attributes of [{ paused: true }, { stopped: true }]) {\n        const p = http.patch('http://127.0.0.1:6565/v1/status', JSON.stringify({ data: { type: 'status', id: 'default', attributes } }), { headers: { 'Content-Type': 'application/json' } });\n        found += ' ' + JSON.stringify(attributes) + '=' + p.status;\n      }\n    }\n  }\n  console.log('VICTIM ' + found);\n}\n",
     );
     let started = std::time::Instant::now();
     let v = start(&g.ex, "victim-1", &victim);

@@ -29,7 +29,10 @@ fn resolved_with(
         "import { f } from './lib/f.js';\nexport default function () { f(); }\n",
     );
     tree.insert_file("tests/api/lib/f.js", "export function f() {}\n");
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
+    let policy = Config::parse(
+        "p",
+        "policy:\n  allowedTargets: [http://127.0.0.1]\n  runner:\n    allowedSecrets: [api-credentials]\n    allowNodeSelector: true\nexecutor:\n  kind: kubernetes\n",
+    )
         .unwrap()
         .policy;
     let catalog = Index::build(&tree, Layout::default(), Some(policy)).catalog();
@@ -155,11 +158,18 @@ fn pods_carry_perfsyncs_labels_only() {
     // The initializer copies the runner's pod spec; the starter has its own.
     assert_eq!(tr["spec"]["runner"]["metadata"]["labels"], expected);
     assert_eq!(tr["spec"]["starter"]["metadata"]["labels"], expected);
+    let mut keys: Vec<&String> = tr["spec"]["starter"]
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    keys.sort();
     assert_eq!(
-        tr["spec"]["starter"].as_object().map(|o| o.len()),
-        Some(1),
-        "only labels: the operator's own starter image and settings stay"
+        keys,
+        vec!["automountServiceAccountToken", "image", "metadata"],
+        "labels, no API token and the configured image: the operator's other starter settings stay"
     );
+    assert_eq!(tr["spec"]["starter"]["automountServiceAccountToken"], "false");
+    assert_eq!(tr["spec"]["runner"]["automountServiceAccountToken"], "false");
 }
 
 #[test]

@@ -53,7 +53,12 @@ fn found(cat: &Catalog, code: Code) -> Vec<&Diagnostic> {
 fn one_at(cat: &Catalog, code: Code, file: &str, line: usize) -> Diagnostic {
     let all = found(cat, code);
     assert_eq!(all.len(), 1, "expected one {code}: {:#?}", cat.diagnostics);
-    assert_eq!((all[0].file.as_str(), all[0].line), (file, line), "{}", all[0]);
+    assert_eq!(
+        (all[0].file.as_str(), all[0].line),
+        (file, line),
+        "{}",
+        all[0]
+    );
     all[0].clone()
 }
 
@@ -446,4 +451,98 @@ fn options_not_known_before_the_run_are_a_warning_not_an_error() {
     // Options changed after they are declared are not the literal either.
     let changed = format!("{HEAD}export const options = {{ vus: 1, duration: '1m' }};\noptions.vus = 5000;\nexport default function () {{}}\n");
     assert_eq!(one(&changed, "", &[]).warnings.len(), 1);
+}
+
+/// `perfsync validate` on a repository of one test with `script`, under the policy.
+fn validate_cli(script: &str, path_env: Option<&std::ffi::OsStr>) -> (i32, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let test = root.join("tests/a");
+    std::fs::create_dir_all(&test).expect("test folder");
+    std::fs::write(test.join("perftest.yaml"), spec("a", "")).expect("spec");
+    std::fs::write(test.join("script.js"), script).expect("script");
+    std::fs::write(root.join("perfsync.yaml"), POLICY).expect("config");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_perfsync"));
+    cmd.args(["validate", "--format", "json", "--config"])
+        .arg(root.join("perfsync.yaml"))
+        .arg(root);
+    if let Some(p) = path_env {
+        cmd.env("PATH", p);
+    }
+    let out = cmd.output().expect("perfsync runs");
+    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+fn codes(json: &serde_json::Value, list: &str) -> Vec<(String, u64, String)> {
+    json[list]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    (
+                        d["code"].as_str().unwrap_or_default().to_string(),
+                        d["line"].as_u64().unwrap_or_default(),
+                        d["message"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn k6_installed() -> bool {
+    std::process::Command::new("k6")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn validate_asks_k6_inspect_when_the_options_are_not_constants() {
+    if !k6_installed() {
+        eprintln!("k6 is not installed: skipped (scripts/test.sh installs it)");
+        return;
+    }
+    let over = format!("{HEAD}export const options = {{\n  vus: Math.max(1, 5000),\n  duration: '1m',\n}};\nexport default function () {{}}\n");
+    let (code, json) = validate_cli(&over, None);
+    let errors = codes(&json, "errors");
+    assert_eq!(code, 1, "{json:#}");
+    assert_eq!(errors.len(), 1, "{json:#}");
+    assert_eq!((errors[0].0.as_str(), errors[0].1), ("limit-exceeded", 3));
+    assert!(
+        errors[0].2.contains("k6 inspect") && errors[0].2.contains("5000"),
+        "{}",
+        errors[0].2
+    );
+    assert!(json.get("warnings").is_none(), "{json:#}");
+    // Within the policy: valid, and nothing left unchecked.
+    let (code, json) = validate_cli(&over.replace("5000", "5"), None);
+    assert_eq!(code, 0, "{json:#}");
+    assert!(json.get("warnings").is_none(), "{json:#}");
+}
+
+#[test]
+fn validate_warns_when_neither_the_script_nor_k6_can_say() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let script = format!("{HEAD}export const options = {{\n  vus: Math.max(1, 5000),\n  duration: '1m',\n}};\nexport default function () {{}}\n");
+    let (code, json) = validate_cli(&script, Some(empty.path().as_os_str()));
+    assert_eq!(code, 0, "{json:#}");
+    let warnings = codes(&json, "warnings");
+    assert_eq!(warnings.len(), 1, "{json:#}");
+    assert_eq!(
+        (warnings[0].0.as_str(), warnings[0].1),
+        ("limit-unchecked", 3)
+    );
+    assert!(
+        warnings[0].2.contains("k6 is not installed"),
+        "{}",
+        warnings[0].2
+    );
 }

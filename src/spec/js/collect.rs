@@ -28,17 +28,23 @@ pub(super) fn run<'a>(program: &Program<'a>, text: &'a str, env: &Env) -> Analys
     };
     let mut values = Values {
         folder: &mut folder,
-        options_local: names.options.map(|(n, _)| n),
-        options: None,
     };
     values.visit_program(program);
-    let options_value = values.options.take();
+    // The options: the module-level declaration of the name exported as `options` (a
+    // function's own `options` is another binding).
+    let options_value = names.options.and_then(|(local, _)| {
+        let init = module_init(program, local)?;
+        let v = folder.fold(init, Mode::Value, &mut Vec::new(), 0);
+        let span = init.span();
+        Some((v, (span.start as usize, span.end as usize)))
+    });
     let mut c = Collector {
         folder: &folder,
         options_local: names.options.map(|(n, _)| n),
         options_span: options_value.as_ref().map(|(_, span)| *span),
         options_changed: None,
         commonjs_options: None,
+        shadowed: 0,
         out: Analysis {
             modules: Vec::new(),
             opens: Vec::new(),
@@ -629,12 +635,31 @@ fn target_root<'t>(t: &SimpleAssignmentTarget<'t>) -> Option<&'t str> {
     }
 }
 
-/// Second pass: the value of every `const` bound once, and of the options.
+/// The initialiser of the module-level `var`/`let`/`const` named `name`.
+fn module_init<'x, 't>(program: &'x Program<'t>, name: &str) -> Option<&'x Expression<'t>> {
+    program.body.iter().find_map(|st| {
+        let decl = match st {
+            Statement::VariableDeclaration(v) => v,
+            Statement::ExportDeclaration(e) => match &e.declaration {
+                Declaration::VariableDeclaration(v) => v,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        decl.declarations
+            .iter()
+            .find_map(|d| match (&d.id, &d.init) {
+                (BindingPattern::BindingIdentifier(id), Some(init)) if id.name == name => {
+                    Some(init)
+                }
+                _ => None,
+            })
+    })
+}
+
+/// Second pass: the value of every `const` bound once.
 struct Values<'f, 't, 'e> {
     folder: &'f mut Folder<'t, 'e>,
-    options_local: Option<&'t str>,
-    /// The options' value and the span of the expression that gives it.
-    options: Option<(Const, (usize, usize))>,
 }
 
 impl<'t> Visit<'t> for Values<'_, 't, '_> {
@@ -647,11 +672,7 @@ impl<'t> Visit<'t> for Values<'_, 't, '_> {
             if !self.folder.bound_once(name) {
                 continue;
             }
-            if Some(name) == self.options_local {
-                let v = self.folder.fold(init, Mode::Value, &mut Vec::new(), 0);
-                let span = init.span();
-                self.options = Some((v, (span.start as usize, span.end as usize)));
-            } else if it.kind == VariableDeclarationKind::Const {
+            if it.kind == VariableDeclarationKind::Const {
                 let v = self.folder.fold(init, Mode::String, &mut Vec::new(), 0);
                 if matches!(
                     v,
@@ -673,10 +694,105 @@ struct Collector<'f, 't, 'e> {
     /// Where and why the options may differ from their literal.
     options_changed: Option<(usize, String)>,
     commonjs_options: Option<usize>,
+    /// How many enclosing functions or blocks bind a name of their own that hides the
+    /// module's `options`.
+    shadowed: usize,
     out: Analysis,
 }
 
+/// Whether a binding named `name` is declared by these parameters or statements for their
+/// own scope: parameters, `var` anywhere but in nested functions, and `let`, `const`,
+/// `class` and `function` declarations directly among the statements.
+fn binds(params: Option<&FormalParameters<'_>>, stmts: &[Statement<'_>], name: &str) -> bool {
+    let mut f = BindingFinder {
+        name,
+        found: false,
+        var_only: false,
+    };
+    if let Some(p) = params {
+        f.visit_formal_parameters(p);
+    }
+    f.var_only = true;
+    for st in stmts {
+        f.visit_statement(st);
+    }
+    f.found || lexically_binds(stmts, name)
+}
+
+fn lexically_binds(stmts: &[Statement<'_>], name: &str) -> bool {
+    stmts.iter().any(|st| match st {
+        Statement::VariableDeclaration(v) => {
+            v.kind != VariableDeclarationKind::Var
+                && v.declarations.iter().any(|d| pattern_binds(&d.id, name))
+        }
+        Statement::FunctionDeclaration(f) => f.id.as_ref().is_some_and(|id| id.name == name),
+        Statement::ClassDeclaration(c) => c.id.as_ref().is_some_and(|id| id.name == name),
+        _ => false,
+    })
+}
+
+fn pattern_binds(p: &BindingPattern<'_>, name: &str) -> bool {
+    let mut f = BindingFinder {
+        name,
+        found: false,
+        var_only: false,
+    };
+    f.visit_binding_pattern(p);
+    f.found
+}
+
+/// Finds a binding of one name, never inside nested functions.
+struct BindingFinder<'n> {
+    name: &'n str,
+    found: bool,
+    /// Only `var` declarations (in statements) count.
+    var_only: bool,
+}
+
+impl<'t> Visit<'t> for BindingFinder<'_> {
+    fn visit_binding_identifier(&mut self, it: &BindingIdentifier<'t>) {
+        if !self.var_only && it.name == self.name {
+            self.found = true;
+        }
+    }
+    fn visit_variable_declaration(&mut self, it: &VariableDeclaration<'t>) {
+        if self.var_only {
+            if it.kind == VariableDeclarationKind::Var
+                && it
+                    .declarations
+                    .iter()
+                    .any(|d| pattern_binds(&d.id, self.name))
+            {
+                self.found = true;
+            }
+            // Initialisers may hold functions, which are not this scope.
+            return;
+        }
+        walk::walk_variable_declaration(self, it);
+    }
+    fn visit_function(&mut self, _: &Function<'t>, _: oxc_syntax::scope::ScopeFlags) {}
+    fn visit_arrow_function_expression(&mut self, _: &ArrowFunctionExpression<'t>) {}
+    fn visit_class(&mut self, _: &Class<'t>) {}
+    fn visit_expression(&mut self, _: &Expression<'t>) {}
+}
+
 impl<'t> Collector<'_, 't, '_> {
+    /// Whether `name` is the module's `options` here.
+    fn is_options(&self, name: Option<&str>) -> bool {
+        self.shadowed == 0 && name.is_some() && name == self.options_local
+    }
+
+    /// Walks `walk` with the module's `options` hidden when the scope binds its own.
+    fn scoped(&mut self, hides: bool, walk: impl FnOnce(&mut Self)) {
+        if hides {
+            self.shadowed += 1;
+        }
+        walk(self);
+        if hides {
+            self.shadowed -= 1;
+        }
+    }
+
     fn string(&mut self, pieces: Vec<Piece>, at: usize, end: usize) {
         let holds_scheme = pieces.iter().any(|p| match p {
             Piece::Text { text, .. } => text.contains(':') || text.contains('/'),
@@ -785,7 +901,7 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
             Expression::TaggedTemplateExpression(t) if is_string_raw(&t.tag) => {
                 self.string_root(it)
             }
-            Expression::Identifier(id) if Some(id.name.as_str()) == self.options_local => {
+            Expression::Identifier(id) if self.is_options(Some(id.name.as_str())) => {
                 self.options_changed(
                     id.span.start as usize,
                     "`options` is handed to other code, which may change it",
@@ -826,18 +942,53 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
 
     fn visit_static_member_expression(&mut self, it: &StaticMemberExpression<'t>) {
         match &it.object {
-            Expression::Identifier(id) if Some(id.name.as_str()) == self.options_local => {}
+            Expression::Identifier(id) if self.is_options(Some(id.name.as_str())) => {}
             _ => walk::walk_static_member_expression(self, it),
         }
     }
 
     fn visit_computed_member_expression(&mut self, it: &ComputedMemberExpression<'t>) {
         match &it.object {
-            Expression::Identifier(id) if Some(id.name.as_str()) == self.options_local => {
+            Expression::Identifier(id) if self.is_options(Some(id.name.as_str())) => {
                 self.visit_expression(&it.expression)
             }
             _ => walk::walk_computed_member_expression(self, it),
         }
+    }
+
+    fn visit_function(&mut self, it: &Function<'t>, flags: oxc_syntax::scope::ScopeFlags) {
+        let Some(name) = self.options_local else {
+            return walk::walk_function(self, it, flags);
+        };
+        let own_name = it.r#type == FunctionType::FunctionExpression
+            && it.id.as_ref().is_some_and(|id| id.name == name);
+        let body: &[Statement<'t>] = it.body.as_ref().map_or(&[], |b| &b.statements[..]);
+        let hides = own_name || binds(Some(&it.params), body, name);
+        self.scoped(hides, |c| walk::walk_function(c, it, flags));
+    }
+
+    fn visit_arrow_function_expression(&mut self, it: &ArrowFunctionExpression<'t>) {
+        let Some(name) = self.options_local else {
+            return walk::walk_arrow_function_expression(self, it);
+        };
+        let hides = binds(Some(&it.params), &it.body.statements, name);
+        self.scoped(hides, |c| walk::walk_arrow_function_expression(c, it));
+    }
+
+    fn visit_block_statement(&mut self, it: &BlockStatement<'t>) {
+        let hides = self
+            .options_local
+            .is_some_and(|name| lexically_binds(&it.body, name));
+        self.scoped(hides, |c| walk::walk_block_statement(c, it));
+    }
+
+    fn visit_catch_clause(&mut self, it: &CatchClause<'t>) {
+        let hides = self.options_local.is_some_and(|name| {
+            it.param
+                .as_ref()
+                .is_some_and(|p| pattern_binds(&p.pattern, name))
+        });
+        self.scoped(hides, |c| walk::walk_catch_clause(c, it));
     }
 
     fn visit_import_declaration(&mut self, it: &ImportDeclaration<'t>) {
@@ -896,7 +1047,7 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
     fn visit_call_expression(&mut self, it: &CallExpression<'t>) {
         for a in &it.arguments {
             if let Some(name) = a.as_expression().and_then(root_name) {
-                if Some(name) == self.options_local {
+                if self.is_options(Some(name)) {
                     self.options_changed(
                         a.span().start as usize,
                         "`options` is handed to a function, which may change it",
@@ -910,7 +1061,8 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
         };
         let first = it.arguments.first().and_then(|a| a.as_expression());
         match (callee, first) {
-            (Some("require"), Some(arg)) if !self.folder.counts.contains_key("require") => {
+            // Taken for a module load even when the script binds a `require` of its own.
+            (Some("require"), Some(arg)) => {
                 let (spec, at) = self.argument(arg);
                 self.module(spec, at, ModuleKind::Require);
             }
@@ -963,7 +1115,7 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
     fn visit_assignment_expression(&mut self, it: &AssignmentExpression<'t>) {
         if let Some(target) = it.left.as_simple_assignment_target() {
             let root = target_root(target);
-            if root.is_some() && root == self.options_local {
+            if self.is_options(root) {
                 self.options_changed(
                     it.span.start as usize,
                     "`options` is changed after it is declared",
@@ -992,7 +1144,7 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
                     (Some("hosts"), Expression::ObjectExpression(_)) => {
                         self.out.hosts.push(it.span.start as usize)
                     }
-                    (Some("hosts"), _) if root.is_some() && root == self.options_local => {
+                    (Some("hosts"), _) if self.is_options(root) => {
                         self.out.hosts.push(it.span.start as usize)
                     }
                     _ => {}
@@ -1015,7 +1167,7 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
 
     fn visit_update_expression(&mut self, it: &UpdateExpression<'t>) {
         let root = target_root(&it.argument);
-        if root.is_some() && root == self.options_local {
+        if self.is_options(root) {
             self.options_changed(
                 it.span.start as usize,
                 "`options` is changed after it is declared",
@@ -1027,7 +1179,7 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
     fn visit_unary_expression(&mut self, it: &UnaryExpression<'t>) {
         if it.operator == UnaryOperator::Delete {
             let root = root_name(&it.argument);
-            if root.is_some() && root == self.options_local {
+            if self.is_options(root) {
                 self.options_changed(
                     it.span.start as usize,
                     "`options` is changed after it is declared",

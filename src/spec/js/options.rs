@@ -164,7 +164,6 @@ impl<'c> Reader<'c> {
                 if out.is_empty() {
                     V::Unset
                 } else {
-                    let _ = at;
                     V::Set(out, Some(at))
                 }
             }
@@ -256,19 +255,19 @@ pub fn plan(script: &ScriptOptions, load: Option<&Load>) -> Plan {
     let duration = load_duration.or(reader.duration("duration"));
     let stages = load_stages.or(reader.stages("stages"));
     let iterations = reader.count("iterations");
+    // The VUs of a shortcut (default one), once `vus` is known not to be unknown.
     let vus_or_one = |what: &str| match &vus {
-        V::Set(v, at) => Ok((*v, *at, format!("{what} with {v} VUs"))),
-        V::Unset => Ok((1, None, format!("{what} with 1 VU"))),
-        V::Unknown(..) => Err(unknown(&vus)),
+        V::Set(v, at) => (*v, *at, format!("{what} with {v} VUs")),
+        _ => (1, None, format!("{what} with 1 VU")),
     };
     if let Some(p) = unknown(&iterations) {
         return p;
     }
     if let V::Set(n, _) = iterations {
-        let (v, v_at, why) = match vus_or_one(&format!("{n} shared iterations")) {
-            Ok(x) => x,
-            Err(p) => return p.unwrap_or_else(|| unreachable_plan()),
-        };
+        if let Some(p) = unknown(&vus) {
+            return p;
+        }
+        let (v, v_at, why) = vus_or_one(&format!("{n} shared iterations"));
         if let Some(p) = unknown(&duration) {
             return p;
         }
@@ -289,10 +288,10 @@ pub fn plan(script: &ScriptOptions, load: Option<&Load>) -> Plan {
         return p;
     }
     if let V::Set(d, d_at) = duration {
-        let (v, v_at, why) = match vus_or_one(&format!("{} of constant load", format_duration(d))) {
-            Ok(x) => x,
-            Err(p) => return p.unwrap_or_else(|| unreachable_plan()),
-        };
+        if let Some(p) = unknown(&vus) {
+            return p;
+        }
+        let (v, v_at, why) = vus_or_one(&format!("{} of constant load", format_duration(d)));
         return Plan::Known(Extent {
             vus: v,
             vus_at: v_at,
@@ -381,16 +380,8 @@ pub fn plan(script: &ScriptOptions, load: Option<&Load>) -> Plan {
     }
 }
 
-fn unreachable_plan() -> Plan {
-    Plan::Unknown {
-        at: None,
-        why: "the VUs are not known before the run".into(),
-    }
-}
-
 struct Scenario {
     name: String,
-    at: usize,
     vus: u64,
     vus_at: usize,
     start: Duration,
@@ -579,7 +570,6 @@ fn scenario(name: &str, o: &Obj, at: usize) -> Result<Scenario, Plan> {
     };
     Ok(Scenario {
         name: name.to_string(),
-        at,
         vus,
         vus_at,
         start: start.unwrap_or_default(),
@@ -587,10 +577,6 @@ fn scenario(name: &str, o: &Obj, at: usize) -> Result<Scenario, Plan> {
         planned_at,
         graceful: graceful.unwrap_or(GRACEFUL_STOP),
         executor,
-    })
-    .map(|s| {
-        let _ = s.at;
-        s
     })
 }
 
