@@ -243,6 +243,7 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         repository_url: Some(crate::source::git::redact_url(&repo_url)),
         page: crate::server::page::PageSettings::from_config(&config),
     });
+    recorder.mask_secrets(crate::server::page::known_secrets(&state));
     Ok(Parts {
         config,
         syncer,

@@ -474,7 +474,14 @@ async fn a_script_printing_env_finds_no_daemon_secret_in_its_log_the_page_the_ap
     leaks("the runner output", &out);
     let auth = format!("Bearer {TOKEN}");
     for headers in [vec![], vec![("Authorization", auth.as_str())]] {
-        let (_, page) = http(daemon.addr, "GET", &format!("/runs/{run_id}"), &headers, b"").await;
+        let (_, page) = http(
+            daemon.addr,
+            "GET",
+            &format!("/runs/{run_id}"),
+            &headers,
+            b"",
+        )
+        .await;
         leaks("the run page", &page);
     }
     let (status, api) = http(

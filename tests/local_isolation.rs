@@ -54,9 +54,17 @@ fn spec(name: &str, extra: &str) -> String {
 }
 
 /// The catalog of one test `name` with `files` (script.js among them).
-fn catalog(name: &str, extra: &str, files: &[(&str, &[u8])], config: Option<&Config>) -> perfsync::spec::Catalog {
+fn catalog(
+    name: &str,
+    extra: &str,
+    files: &[(&str, &[u8])],
+    config: Option<&Config>,
+) -> perfsync::spec::Catalog {
     let mut tree = Tree::new();
-    tree.insert_file(format!("tests/{name}/perftest.yaml"), spec(name, extra).into_bytes());
+    tree.insert_file(
+        format!("tests/{name}/perftest.yaml"),
+        spec(name, extra).into_bytes(),
+    );
     for (path, bytes) in files {
         tree.insert_file(format!("tests/{name}/{path}"), bytes.to_vec());
     }
@@ -66,7 +74,12 @@ fn catalog(name: &str, extra: &str, files: &[(&str, &[u8])], config: Option<&Con
 /// Test `name` as the catalog resolves it with a script that does nothing, then given
 /// `script`: the runner gets what validation never saw, as an attacker who got past it would.
 fn resolved(name: &str, extra: &str, script: &str) -> ResolvedTest {
-    let cat = catalog(name, extra, &[("script.js", b"export default function () {}\n")], None);
+    let cat = catalog(
+        name,
+        extra,
+        &[("script.js", b"export default function () {}\n")],
+        None,
+    );
     assert!(cat.is_valid(), "{:#?}", cat.diagnostics);
     let mut rt = cat.valid_tests().next().cloned().expect("one valid test");
     rt.bundle
@@ -153,9 +166,8 @@ async fn ld_preload_bypassing_validation_never_reaches_a_runner() {
         .spec
         .env
         .insert("LD_PRELOAD".into(), "./evil.so".into());
-    let err = g
-        .ex
-        .start(&StartRun {
+    let err =
+        g.ex.start(&StartRun {
             run_id: "evil-1",
             test: &rt,
             timeout: Duration::from_secs(60),
@@ -191,7 +203,12 @@ async fn a_runner_sees_only_its_env_its_listed_secret_and_perfsyncs_values() {
     );
     let dir = start(&g.ex, "envdump-1", &rt);
     let collected = finish(&g.ex, &dir).await;
-    assert_eq!(collected.runners[0].exit_code, Some(0), "{}", read(&dir.path.join("runner-1.log")));
+    assert_eq!(
+        collected.runners[0].exit_code,
+        Some(0),
+        "{}",
+        read(&dir.path.join("runner-1.log"))
+    );
     let out = read(&dir.path.join("runner-1.out"));
     let line = out
         .lines()
@@ -203,7 +220,11 @@ async fn a_runner_sees_only_its_env_its_listed_secret_and_perfsyncs_values() {
     if let Some(pwd) = env.get("PWD") {
         assert_eq!(pwd, "/perfsync/bundle", "{line}");
     }
-    let mut names: Vec<&str> = env.keys().map(String::as_str).filter(|n| *n != "PWD").collect();
+    let mut names: Vec<&str> = env
+        .keys()
+        .map(String::as_str)
+        .filter(|n| *n != "PWD")
+        .collect();
     names.sort();
     let mut expected = vec!["BASE_URL", "HOME", "PATH", "TMPDIR", listed.as_str()];
     expected.sort();
@@ -220,18 +241,25 @@ fn a_secret_the_operator_did_not_list_is_refused_at_validation_and_at_run_time()
     )
     .expect("config");
     let extra = "  secretEnv:\n    - {name: PGPASSWORD, secret: db, key: password}\n    - {name: API_TOKEN, secret: api, key: token}\n";
-    let cat = catalog("sneaky", extra, &[("script.js", b"export default function () {}\n")], Some(&config));
+    let cat = catalog(
+        "sneaky",
+        extra,
+        &[("script.js", b"export default function () {}\n")],
+        Some(&config),
+    );
     let found: Vec<String> = cat.diagnostics.iter().map(|d| d.to_string()).collect();
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(found[0].contains("PGPASSWORD") && found[0].contains("executor.local.secretEnv"), "{found:#?}");
+    assert!(
+        found[0].contains("PGPASSWORD") && found[0].contains("executor.local.secretEnv"),
+        "{found:#?}"
+    );
     // Without a config there is no list to check against, so validation passes; the run
     // does not start all the same.
     let rt = resolved("sneaky", extra, "export default function () {}\n");
     let mut g = ground();
     g.ex.secret_env = vec!["API_TOKEN".into()];
-    let err = g
-        .ex
-        .start(&StartRun {
+    let err =
+        g.ex.start(&StartRun {
             run_id: "sneaky-1",
             test: &rt,
             timeout: Duration::from_secs(60),
@@ -257,13 +285,24 @@ async fn handle_summary_file_outputs_write_nothing_outside_the_run() {
     let rt = resolved("summary", "", &script);
     let dir = start(&g.ex, "summary-1", &rt);
     let collected = finish(&g.ex, &dir).await;
-    assert!(!outside.exists(), "handleSummary wrote {}", outside.display());
+    assert!(
+        !outside.exists(),
+        "handleSummary wrote {}",
+        outside.display()
+    );
     assert!(!g.ex.root.join("x").exists(), "handleSummary wrote ../../x");
     assert!(!dir.path.join("bundle/x").exists() && !dir.path.join("x").exists());
-    assert_eq!(collected.runners[0].exit_code, Some(0), "the wrapper's exit code stands");
+    assert_eq!(
+        collected.runners[0].exit_code,
+        Some(0),
+        "the wrapper's exit code stands"
+    );
     let out = read(&dir.path.join("runner-1.out"));
     assert!(out.contains("mine"), "{out}");
-    assert!(out.contains("not written"), "the dropped keys are named: {out}");
+    assert!(
+        out.contains("not written"),
+        "the dropped keys are named: {out}"
+    );
     assert!(collected.runners[0].summary.is_some(), "{out}");
 }
 
@@ -277,21 +316,27 @@ async fn a_script_cannot_open_the_daemons_config_or_its_run_folder() {
         return;
     }
     let config = g.dir.path().join("perfsync.yaml");
-    std::fs::write(&config, "server:\n  apiToken: {env: X}\n# config-secret-7f3a\n").expect("config");
+    std::fs::write(
+        &config,
+        "server:\n  apiToken: {env: X}\n# config-secret-7f3a\n",
+    )
+    .expect("config");
     // The paths are computed, so validation cannot see them; the sandbox must stop them.
     let script = "let seen = [];\nfor (const p of [__ENV.CONFIG, '../meta.json', '/etc/shadow', '/proc/1/environ']) {\n  try { seen.push(p + ' READ ' + open(p).slice(0, 200)); } catch (e) { seen.push(p + ' DENIED'); }\n}\nexport default function () {}\nexport function handleSummary() { return { stdout: seen.join('\\n') + '\\n' }; }\n";
     let rt = resolved(
         "reader",
-        &format!(
-            "  env:\n    CONFIG: {}\n",
-            config.display()
-        ),
+        &format!("  env:\n    CONFIG: {}\n", config.display()),
         script,
     );
     let dir = start(&g.ex, "reader-1", &rt);
     let collected = finish(&g.ex, &dir).await;
     let out = read(&dir.path.join("runner-1.out"));
-    assert_eq!(collected.runners[0].exit_code, Some(0), "{out}{}", read(&dir.path.join("runner-1.log")));
+    assert_eq!(
+        collected.runners[0].exit_code,
+        Some(0),
+        "{out}{}",
+        read(&dir.path.join("runner-1.log"))
+    );
     assert!(!out.contains("config-secret-7f3a"), "{out}");
     assert!(!out.contains("\"run_id\""), "meta.json was read: {out}");
     assert!(!out.contains(" READ "), "{out}");
@@ -302,7 +347,13 @@ async fn a_script_cannot_open_the_daemons_config_or_its_run_folder() {
 fn listening_inodes() -> Vec<String> {
     ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
-        .flat_map(|f| read(Path::new(f)).lines().skip(1).map(str::to_string).collect::<Vec<_>>())
+        .flat_map(|f| {
+            read(Path::new(f))
+                .lines()
+                .skip(1)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
             (cols.get(3) == Some(&"0A")).then(|| cols.get(9).map(|s| s.to_string()))?
@@ -328,7 +379,11 @@ async fn one_run_cannot_pause_another_through_k6s_rest_api() {
         return;
     }
     let g = ground();
-    let marker = format!("perfsync_isolation_{}_{}", std::process::id(), fastrand_u32());
+    let marker = format!(
+        "perfsync_isolation_{}_{}",
+        std::process::id(),
+        fastrand_u32()
+    );
     let victim = resolved(
         "victim",
         "  load: {vus: 1, duration: 6s}\n",
@@ -347,13 +402,23 @@ async fn one_run_cannot_pause_another_through_k6s_rest_api() {
     // The victim's k6 is up and running before the attacker starts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let members = group_members(v.meta.pgids[0]);
-    assert!(members.len() >= 2, "the victim's runner is going: {members:?}");
+    assert!(
+        members.len() >= 2,
+        "the victim's runner is going: {members:?}"
+    );
     let listening = listening_inodes();
     for pid in &members {
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let target = std::fs::read_link(fd.path()).unwrap_or_default();
             let target = target.to_string_lossy();
-            if let Some(inode) = target.strip_prefix("socket:[").and_then(|s| s.strip_suffix(']')) {
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+            {
                 assert!(
                     !listening.iter().any(|l| l == inode),
                     "runner process {pid} listens on a TCP port (k6's REST API)"
@@ -446,19 +511,35 @@ async fn runner_output_is_capped_with_a_marker() {
     );
     let dir = start(&g.ex, "chatty-1", &rt);
     let collected = finish(&g.ex, &dir).await;
-    assert_eq!(collected.runners[0].exit_code, Some(0), "k6 kept going past the cap");
-    assert!(collected.runners[0].summary.is_some(), "the summary is still read");
+    assert_eq!(
+        collected.runners[0].exit_code,
+        Some(0),
+        "k6 kept going past the cap"
+    );
+    assert!(
+        collected.runners[0].summary.is_some(),
+        "the summary is still read"
+    );
     let log = read(&dir.path.join("runner-1.log"));
     assert!(
         log.len() as u64 <= 64 * 1024 + DROPPED.len() as u64 + 2,
         "{} bytes",
         log.len()
     );
-    assert!(log.trim_end().ends_with(DROPPED), "{}", &log[log.len().saturating_sub(200)..]);
+    assert!(
+        log.trim_end().ends_with(DROPPED),
+        "{}",
+        &log[log.len().saturating_sub(200)..]
+    );
     // Read twice: marked once.
     let again = finish(&g.ex, &dir).await;
     assert_eq!(again.runners[0].exit_code, Some(0));
-    assert_eq!(read(&dir.path.join("runner-1.log")).matches(DROPPED).count(), 1);
+    assert_eq!(
+        read(&dir.path.join("runner-1.log"))
+            .matches(DROPPED)
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -469,5 +550,8 @@ fn without_bubblewrap_the_status_says_so() {
     let status = off.status();
     assert_eq!(status["enabled"], false);
     let warning = status["warning"].as_str().unwrap_or_default();
-    assert!(warning.contains("NOT sandboxed") && warning.contains("bubblewrap"), "{warning}");
+    assert!(
+        warning.contains("NOT sandboxed") && warning.contains("bubblewrap"),
+        "{warning}"
+    );
 }

@@ -448,6 +448,14 @@ fn options_not_known_before_the_run_are_a_warning_not_an_error() {
         w.diagnostic
     );
     assert_eq!(cat.unchecked_load().len(), 1);
+    // A function's own `options` is another binding: nothing is unchecked.
+    let helper = format!("{HEAD}export const options = {{ vus: 10, duration: '1m' }};\nfunction get(url, options) {{\n  options.tags = {{ name: 'x' }};\n  return http.get(url, options);\n}}\nexport default function () {{\n  get('https://api.staging.example.com/', {{}});\n}}\n");
+    let cat = one(&helper, "", &[]);
+    valid(&cat);
+    assert!(cat.warnings.is_empty(), "{:#?}", cat.warnings);
+    // But a binding in a nested function does not hide a change made around it.
+    let decoy = format!("{HEAD}export const options = {{ vus: 10, duration: '1m' }};\nfunction g() {{\n  options.vus = 5000;\n  function h(options) {{}}\n}}\ng();\nexport default function () {{}}\n");
+    assert_eq!(one(&decoy, "", &[]).warnings.len(), 1);
     // Options changed after they are declared are not the literal either.
     let changed = format!("{HEAD}export const options = {{ vus: 1, duration: '1m' }};\noptions.vus = 5000;\nexport default function () {{}}\n");
     assert_eq!(one(&changed, "", &[]).warnings.len(), 1);

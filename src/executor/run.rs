@@ -199,7 +199,10 @@ mod tests {
         std::fs::write(&path, &text).expect("write");
         let end = tail(&path, 100).expect("tail");
         assert!(end.len() <= 100, "{}", end.len());
-        assert!(end.starts_with("line ") && end.ends_with("line 99999\n"), "{end:?}");
+        assert!(
+            end.starts_with("line ") && end.ends_with("line 99999\n"),
+            "{end:?}"
+        );
         assert!(text.ends_with(&end));
         // A short file comes whole, and a missing one is an error.
         std::fs::write(&path, "a\nb").expect("write");

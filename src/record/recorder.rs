@@ -51,6 +51,8 @@ pub struct Recorder {
     flush_lock: Mutex<()>,
     /// The results key, loaded (or made) on first use; see [`Recorder::results_key`].
     key: std::sync::Mutex<Option<Arc<ResultsKey>>>,
+    /// Secret values this process knows: masked in every stored reason and note.
+    secrets: std::sync::OnceLock<Vec<String>>,
 }
 
 /// Inputs of [`Recorder::finish`].
@@ -86,6 +88,7 @@ impl Recorder {
             grafana,
             flush_lock: Mutex::new(()),
             key: std::sync::Mutex::new(None),
+            secrets: std::sync::OnceLock::new(),
         }
     }
 
@@ -184,12 +187,36 @@ impl Recorder {
 
     /// A run ended: its figures collected (Prometheus when configured), judged against the
     /// spec, compared with the baseline, and recorded once everywhere.
+    /// Sets the secret values masked in what is stored (once; later calls are ignored).
+    pub fn mask_secrets(&self, secrets: Vec<String>) {
+        let _ = self.secrets.set(secrets);
+    }
+
+    /// Free text of a summary (reason, notes, runner reasons) with secret values masked: a
+    /// runner that printed one into an error does not put it into PostgreSQL or git.
+    fn mask(&self, summary: &mut RunSummary) {
+        let Some(secrets) = self.secrets.get() else {
+            return;
+        };
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let m = |s: &mut String| *s = crate::results::mask::mask(s, &refs);
+        if let Some(r) = summary.reason.as_mut() {
+            m(r);
+        }
+        summary.notes.iter_mut().for_each(m);
+        for r in &mut summary.runners {
+            if let Some(x) = r.reason.as_mut() {
+                m(x);
+            }
+        }
+    }
+
     pub async fn finish(&self, f: Finish<'_>) -> Result<RunSummary, RecorderError> {
         let (metrics, notes) =
             crate::results::collect::collect(f.report, f.thresholds, f.prometheus).await;
         let baseline =
             results::baseline(&self.pool, &f.report.test, f.baseline, &f.report.run_id).await?;
-        let summary = crate::results::build::summarize(crate::results::build::Inputs {
+        let mut summary = crate::results::build::summarize(crate::results::build::Inputs {
             report: f.report,
             thresholds: f.thresholds,
             metrics,
@@ -197,6 +224,7 @@ impl Recorder {
             baseline: baseline.as_ref(),
             tolerance: f.tolerance,
         });
+        self.mask(&mut summary);
         self.record(&summary).await?;
         if let Err(e) = self.flush().await {
             // The result is in the database; the next flush (or the next start) pushes it.

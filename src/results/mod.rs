@@ -4,6 +4,7 @@ pub mod build;
 pub mod collect;
 pub mod compare;
 pub mod judge;
+pub mod mask;
 pub mod merge;
 pub mod prometheus;
 pub mod report;

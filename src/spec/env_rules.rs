@@ -19,23 +19,53 @@ use crate::spec::Diagnostic;
 /// The `K6_*` variables a test may set, and why each is harmless: it shapes only the test's
 /// own requests, never what k6 writes, where it sends data, or how much load it makes.
 pub const K6_ALLOWED: [(&str, &str); 10] = [
-    ("K6_INSECURE_SKIP_TLS_VERIFY", "staging targets with self-signed certificates; only the test's own TLS connections"),
-    ("K6_USER_AGENT", "the User-Agent header of the test's own requests"),
-    ("K6_NO_CONNECTION_REUSE", "how the test's own connections are reused"),
-    ("K6_NO_VU_CONNECTION_REUSE", "how the test's own connections are reused across iterations"),
-    ("K6_BATCH", "how many of a `http.batch` call's requests go at once (still within the VUs)"),
+    (
+        "K6_INSECURE_SKIP_TLS_VERIFY",
+        "staging targets with self-signed certificates; only the test's own TLS connections",
+    ),
+    (
+        "K6_USER_AGENT",
+        "the User-Agent header of the test's own requests",
+    ),
+    (
+        "K6_NO_CONNECTION_REUSE",
+        "how the test's own connections are reused",
+    ),
+    (
+        "K6_NO_VU_CONNECTION_REUSE",
+        "how the test's own connections are reused across iterations",
+    ),
+    (
+        "K6_BATCH",
+        "how many of a `http.batch` call's requests go at once (still within the VUs)",
+    ),
     ("K6_BATCH_PER_HOST", "the same, per host"),
     ("K6_DISCARD_RESPONSE_BODIES", "memory of the test's own VUs"),
     ("K6_THROW", "whether the test's failed requests throw"),
-    ("K6_MIN_ITERATION_DURATION", "pacing; it can only slow the test down"),
-    ("K6_DNS", "resolver caching, selection and IP family (host overrides, K6_HOSTS, are refused)"),
+    (
+        "K6_MIN_ITERATION_DURATION",
+        "pacing; it can only slow the test down",
+    ),
+    (
+        "K6_DNS",
+        "resolver caching, selection and IP family (host overrides, K6_HOSTS, are refused)",
+    ),
 ];
 
 /// Names refused exactly, with the reason.
 const REFUSED: [(&str, &str); 27] = [
-    ("PATH", "it decides which programs the runner's shell starts"),
-    ("HOME", "perfsync gives each runner a home in its own run folder"),
-    ("TMPDIR", "perfsync gives each runner its own temporary folder"),
+    (
+        "PATH",
+        "it decides which programs the runner's shell starts",
+    ),
+    (
+        "HOME",
+        "perfsync gives each runner a home in its own run folder",
+    ),
+    (
+        "TMPDIR",
+        "perfsync gives each runner its own temporary folder",
+    ),
     ("SHELL", "it names the shell programs start"),
     ("ENV", "the shell runs the file it names"),
     ("BASH_ENV", "bash runs the file it names"),
@@ -45,17 +75,38 @@ const REFUSED: [(&str, &str); 27] = [
     ("CDPATH", "it changes where the shell's `cd` goes"),
     ("PS4", "the shell expands it when tracing"),
     ("GCONV_PATH", "the C library loads native code from it"),
-    ("GLIBC_TUNABLES", "it reconfigures the C library of the wrapper and sandbox tools"),
+    (
+        "GLIBC_TUNABLES",
+        "it reconfigures the C library of the wrapper and sandbox tools",
+    ),
     ("LOCPATH", "the C library reads locale files from it"),
     ("NLSPATH", "the C library reads message catalogs from it"),
-    ("HOSTALIASES", "it rewrites host names for the C library's resolver"),
+    (
+        "HOSTALIASES",
+        "it rewrites host names for the C library's resolver",
+    ),
     ("RES_OPTIONS", "it changes the C library's resolver"),
     ("LOCALDOMAIN", "it changes the C library's resolver"),
-    ("TZDIR", "it names a folder the C library reads time zone files from"),
-    ("SSLKEYLOGFILE", "k6 writes the TLS session keys to the file it names"),
-    ("SSL_CERT_FILE", "it replaces the trusted certificate authorities of the runner"),
-    ("SSL_CERT_DIR", "it replaces the trusted certificate authorities of the runner"),
-    ("GODEBUG", "it changes k6's Go runtime (and can log request details)"),
+    (
+        "TZDIR",
+        "it names a folder the C library reads time zone files from",
+    ),
+    (
+        "SSLKEYLOGFILE",
+        "k6 writes the TLS session keys to the file it names",
+    ),
+    (
+        "SSL_CERT_FILE",
+        "it replaces the trusted certificate authorities of the runner",
+    ),
+    (
+        "SSL_CERT_DIR",
+        "it replaces the trusted certificate authorities of the runner",
+    ),
+    (
+        "GODEBUG",
+        "it changes k6's Go runtime (and can log request details)",
+    ),
     ("GOGC", "it changes k6's Go runtime"),
     ("GOMAXPROCS", "it changes k6's Go runtime"),
     ("GOMEMLIMIT", "it changes k6's Go runtime"),
@@ -64,10 +115,19 @@ const REFUSED: [(&str, &str); 27] = [
 
 /// Prefixes refused (case as written), with the reason.
 const REFUSED_PREFIXES: [(&str, &str); 5] = [
-    ("LD_", "the dynamic loader reads it (`LD_PRELOAD` runs native code from any file)"),
-    ("PERFSYNC_", "perfsync's own control values are not the test's to set"),
+    (
+        "LD_",
+        "the dynamic loader reads it (`LD_PRELOAD` runs native code from any file)",
+    ),
+    (
+        "PERFSYNC_",
+        "perfsync's own control values are not the test's to set",
+    ),
     ("MALLOC_", "it reconfigures the C library's allocator"),
-    ("XDG_", "k6 reads its configuration (outputs, addresses) from the folders it names"),
+    (
+        "XDG_",
+        "k6 reads its configuration (outputs, addresses) from the folders it names",
+    ),
     ("BASH_FUNC_", "bash imports functions from it"),
 ];
 

@@ -245,10 +245,12 @@ impl LocalExecutor {
             let idx = i + 1;
             let file = |ext: &str| dir.join(format!("runner-{idx}.{ext}"));
             let mut cmd = std::process::Command::new("/bin/sh");
-            cmd.arg("-c")
-                .arg(WRAPPER)
-                .arg("perfsync-runner")
-                .args([file("out"), file("log"), file("pid"), file("exit")]);
+            cmd.arg("-c").arg(WRAPPER).arg("perfsync-runner").args([
+                file("out"),
+                file("log"),
+                file("pid"),
+                file("exit"),
+            ]);
             match bwrap {
                 Some(b) => cmd.args(b.command(&bundle, &work)),
                 None => cmd.arg(&self.binary),
@@ -333,7 +335,10 @@ impl LocalExecutor {
         }
         if n > 1 {
             args.extend(["--execution-segment".to_string(), segment.to_string()]);
-            args.extend(["--execution-segment-sequence".to_string(), sequence.to_string()]);
+            args.extend([
+                "--execution-segment-sequence".to_string(),
+                sequence.to_string(),
+            ]);
         }
         args.push(ENTRY_FILE.to_string());
         args.into_iter().map(OsString::from).collect()
@@ -455,10 +460,7 @@ impl LocalExecutor {
         let runners = (1..=dir.meta.parallelism)
             .map(|idx| {
                 let exit_path = dir.path.join(format!("runner-{idx}.exit"));
-                if let Some(t) = std::fs::metadata(&exit_path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                {
+                if let Ok(t) = std::fs::metadata(&exit_path).and_then(|m| m.modified()) {
                     end = end.max(DateTime::<Utc>::from(t));
                 }
                 let out_path = dir.path.join(format!("runner-{idx}.out"));

@@ -33,7 +33,11 @@ fn signallable(pgid: i32) -> bool {
 /// in group `pgid`. Anything else (a missing or garbled file, `0`, `1`, a foreign pid) is
 /// `None`.
 pub fn member_pid(pid_file: &Path, pgid: i32) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     (pid > 1 && signallable(pgid) && pgid_of(pid) == Some(pgid)).then_some(pid)
 }
 
@@ -44,8 +48,8 @@ pub fn group_alive(pgid: i32, leader_start: Option<u64>, pid_file: &Path) -> boo
     if !signallable(pgid) {
         return false;
     }
-    let leader = pgid_of(pgid) == Some(pgid)
-        && leader_start.is_none_or(|s| start_time(pgid) == Some(s));
+    let leader =
+        pgid_of(pgid) == Some(pgid) && leader_start.is_none_or(|s| start_time(pgid) == Some(s));
     leader || member_pid(pid_file, pgid).is_some()
 }
 

@@ -55,12 +55,12 @@ pub fn build(
     for se in &spec.secret_env {
         check_env_name(&se.name).map_err(|e| refused(format!("secretEnv {e}")))?;
         check_local_secret(&se.name, listed).map_err(|e| refused(e.to_string()))?;
-        let value = lookup(&se.name)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| LocalError::MissingSecret {
+        let value = lookup(&se.name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            LocalError::MissingSecret {
                 run: run.to_string(),
                 name: se.name.clone(),
-            })?;
+            }
+        })?;
         env.insert(se.name.clone(), value);
     }
     for (name, value) in own.extra {

@@ -34,7 +34,9 @@ pub const K6: &str = "/perfsync/k6";
 const TMP_BYTES: u64 = 256 * 1024 * 1024;
 
 /// System folders a runner sees read-only (or as the same symlinks).
-const SYSTEM: [&str; 7] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const SYSTEM: [&str; 7] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 /// What a runner sees of `/etc`: name resolution, TLS trust, time zone, the loader's cache.
 const ETC: [&str; 18] = [
     "/etc/resolv.conf",
@@ -62,7 +64,9 @@ const ETC: [&str; 18] = [
 pub enum Sandbox {
     Bubblewrap(Bwrap),
     /// No sandbox works here; runs go unsandboxed (unless `executor.local.requireSandbox`).
-    Off { why: String },
+    Off {
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +81,11 @@ pub struct Bwrap {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunnerUser {
     /// The daemon is root: `setpriv` drops to `uid`/`gid`, no capabilities, before k6 starts.
-    Dropped { setpriv: PathBuf, uid: u32, gid: u32 },
+    Dropped {
+        setpriv: PathBuf,
+        uid: u32,
+        gid: u32,
+    },
     /// A user namespace: the daemon's own user on the host, 65534 inside.
     Namespace,
 }
@@ -200,8 +208,20 @@ impl Bwrap {
         let tmp = TMP_BYTES.to_string();
         a.extend(
             [
-                "--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--size", &tmp,
-                "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/perfsync",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "--perms",
+                "01777",
+                "--size",
+                &tmp,
+                "--tmpfs",
+                "/tmp",
+                "--perms",
+                "0755",
+                "--dir",
+                "/perfsync",
             ]
             .map(OsString::from),
         );
@@ -405,13 +425,22 @@ mod tests {
             },
         };
         let argv: Vec<String> = b
-            .command(Path::new("/state/runs/r/bundle"), Path::new("/state/runs/r/work"))
+            .command(
+                Path::new("/state/runs/r/bundle"),
+                Path::new("/state/runs/r/work"),
+            )
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let text = argv.join(" ");
-        assert!(text.contains("--ro-bind /state/runs/r/bundle /perfsync/bundle"), "{text}");
-        assert!(text.contains("--bind /state/runs/r/work /perfsync/work"), "{text}");
+        assert!(
+            text.contains("--ro-bind /state/runs/r/bundle /perfsync/bundle"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--bind /state/runs/r/work /perfsync/work"),
+            "{text}"
+        );
         assert!(text.contains("--ro-bind /opt/k6/k6 /perfsync/k6"), "{text}");
         assert!(text.contains("--tmpfs /tmp"), "{text}");
         assert!(text.ends_with("-- /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- /perfsync/k6"), "{text}");
@@ -422,7 +451,10 @@ mod tests {
             .collect();
         assert_eq!(binds.len(), 1, "{binds:?}");
         assert_eq!(argv.iter().filter(|a| a.starts_with("/state")).count(), 2);
-        assert!(!text.contains("/etc/ssl/private") && !text.contains(" /etc /etc"), "{text}");
+        assert!(
+            !text.contains("/etc/ssl/private") && !text.contains(" /etc /etc"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -434,12 +466,18 @@ mod tests {
         let sleep = find_on_path("sleep").expect("sleep");
         std::fs::copy(&sleep, bin.join("k6")).expect("copy");
         let shim = dir.path().join("k6");
-        std::fs::write(&shim, format!("#!/bin/sh\nexec {} 30\n", bin.join("k6").display()))
-            .expect("shim");
+        std::fs::write(
+            &shim,
+            format!("#!/bin/sh\nexec {} 30\n", bin.join("k6").display()),
+        )
+        .expect("shim");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let found = resolve_k6(&shim.display().to_string()).expect("resolved");
-        assert_eq!(found, std::fs::canonicalize(bin.join("k6")).expect("canonical"));
+        assert_eq!(
+            found,
+            std::fs::canonicalize(bin.join("k6")).expect("canonical")
+        );
         assert_eq!(resolve_k6(&found.display().to_string()), Ok(found.clone()));
         assert!(resolve_k6("no-such-k6-binary").is_err());
     }

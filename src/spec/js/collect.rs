@@ -971,7 +971,11 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
         let Some(name) = self.options_local else {
             return walk::walk_arrow_function_expression(self, it);
         };
-        let hides = binds(Some(&it.params), &it.body.statements, name);
+        let body: &[Statement<'t>] = match &it.body {
+            ArrowFunctionBody::FunctionBody(b) => &b.statements,
+            _ => &[],
+        };
+        let hides = binds(Some(&it.params), body, name);
         self.scoped(hides, |c| walk::walk_arrow_function_expression(c, it));
     }
 
