@@ -794,9 +794,10 @@ impl<'t> Collector<'_, 't, '_> {
     }
 
     fn string(&mut self, pieces: Vec<Piece>, at: usize, end: usize) {
+        // A URL needs the `:` of `://` in text known before the run.
         let holds_scheme = pieces.iter().any(|p| match p {
-            Piece::Text { text, .. } => text.contains(':') || text.contains('/'),
-            Piece::Env { value, .. } => value.contains(':') || value.contains('/'),
+            Piece::Text { text, .. } => text.contains(':'),
+            Piece::Env { value, .. } => value.contains(':'),
             Piece::Unknown => false,
         });
         if holds_scheme {
@@ -893,6 +894,8 @@ impl<'t> Collector<'_, 't, '_> {
 impl<'t> Visit<'t> for Collector<'_, 't, '_> {
     fn visit_expression(&mut self, it: &Expression<'t>) {
         match it {
+            // Most literals are names and messages: without a `:` no URL can start in them.
+            Expression::StringLiteral(s) if !s.value.contains(':') => {}
             Expression::StringLiteral(_) | Expression::TemplateLiteral(_) => self.string_root(it),
             Expression::BinaryExpression(b) if b.operator == BinaryOperator::Addition => {
                 self.string_root(it)
@@ -912,6 +915,9 @@ impl<'t> Visit<'t> for Collector<'_, 't, '_> {
     }
 
     fn visit_string_literal(&mut self, it: &StringLiteral<'t>) {
+        if !it.value.contains(':') {
+            return;
+        }
         let src = self.folder.plain(it);
         self.string(
             vec![Piece::Text {

@@ -183,9 +183,37 @@ pub const MAX_DEPTH: usize = 100_000;
 const STACK_BASE: usize = 8 << 20;
 const STACK_PER_LEVEL: usize = 8 << 10;
 
+/// Arenas above this size are not kept for the next script.
+const KEEP_ARENA_BYTES: usize = 1 << 20;
+
+thread_local! {
+    /// The parser's arena, reused from one script to the next on the same thread.
+    static ARENA: std::cell::RefCell<Option<Allocator>> = const { std::cell::RefCell::new(None) };
+}
+
 fn analyze_here(text: &str, dialect: Dialect, env: &Env) -> Result<Analysis, JsError> {
-    let allocator = Allocator::default();
-    let ret = Parser::new(&allocator, text, dialect.source_type()).parse();
+    let mut allocator = ARENA
+        .with(|a| a.try_borrow_mut().ok().and_then(|mut a| a.take()))
+        .unwrap_or_default();
+    allocator.reset();
+    let result = parse_and_collect(&allocator, text, dialect, env);
+    if allocator.capacity() <= KEEP_ARENA_BYTES {
+        ARENA.with(|a| {
+            if let Ok(mut a) = a.try_borrow_mut() {
+                *a = Some(allocator);
+            }
+        });
+    }
+    result
+}
+
+fn parse_and_collect(
+    allocator: &Allocator,
+    text: &str,
+    dialect: Dialect,
+    env: &Env,
+) -> Result<Analysis, JsError> {
+    let ret = Parser::new(allocator, text, dialect.source_type()).parse();
     if let Some(d) = ret.diagnostics.errors().next() {
         let offset = d
             .labels
