@@ -178,10 +178,7 @@ async fn ld_preload_bypassing_validation_never_reaches_a_runner() {
         .expect_err("a runner with LD_PRELOAD must not start");
     assert!(err.to_string().contains("LD_PRELOAD"), "{err}");
     let run = g.ex.root.join("evil-1");
-    assert!(
-        !run.join("runner-1.pid").exists() && RunDir::load(&run).is_none(),
-        "nothing started"
-    );
+    assert!(!run.exists(), "nothing was written, nothing started");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,7 +157,7 @@ pub fn shell_safe(arg: &str) -> bool {
 
 /// The generated entry script's format: part of the bundle ConfigMap's name, so a
 /// ConfigMap an older perfsync made (same revision, older entry script) is never reused.
-pub const ENTRY_FORMAT: &str = "e2";
+pub const ENTRY_FORMAT: &str = "e3";
 
 pub fn configmap_name(test: &str, revision: &str) -> String {
     format!("perfsync-{test}-{}-{ENTRY_FORMAT}", short(revision))

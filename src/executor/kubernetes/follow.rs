@@ -404,7 +404,7 @@ pub fn error_cause(
         } => {
             let max_vus = init_log.and_then(inspect_max_vus);
             match max_vus {
-                Some(m) if (m as u64) < parallelism as u64 => format!(
+                Some(m) if m < u64::from(parallelism) => format!(
                     "{head}: parallelism {parallelism} is more than the script's {m} VUs at most (k6 inspect in initializer pod {name}); lower parallelism or raise the VUs"
                 ),
                 _ if !messages.is_empty() => format!("{head}: {}", messages.join("; ")),

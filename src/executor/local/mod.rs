@@ -205,8 +205,8 @@ impl LocalExecutor {
             }
             Sandbox::Off { .. } => None,
         };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let dir = std::fs::canonicalize(&dir).map_err(|e| io(&dir, e))?;
+        // Absolute: the sandbox binds the bundle and work folder by path.
+        let dir = std::path::absolute(&dir).map_err(|e| io(&dir, e))?;
         let (bundle, work) = (dir.join("bundle"), dir.join("work"));
         let (home, tmpdir) = match bwrap {
             Some(_) => (sandbox::WORK.to_string(), "/tmp".to_string()),
