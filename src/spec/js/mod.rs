@@ -248,51 +248,81 @@ fn nesting(text: &str) -> (usize, usize) {
         stmt: usize,
         expr: usize,
     }
+    const OTHER: u8 = 0;
+    const OPEN: u8 = 1;
+    const CLOSE: u8 = 2;
+    const RESET: u8 = 3;
+    const OP: u8 = 4;
+    const WORD: u8 = 5;
+    const DIGIT: u8 = 6;
+    const CLASS: [u8; 256] = {
+        let mut t = [OTHER; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            t[c] = match b {
+                b'(' | b'[' | b'{' => OPEN,
+                b')' | b']' | b'}' => CLOSE,
+                b';' | b',' => RESET,
+                b'!' | b'~' | b'+' | b'-' | b'?' | b'=' | b':' | b'*' | b'/' | b'%' | b'&'
+                | b'|' | b'^' | b'<' | b'>' | b'.' | b'@' => OP,
+                b'a'..=b'z' | b'A'..=b'Z' | b'_' | b'$' => WORD,
+                b'0'..=b'9' => DIGIT,
+                _ => OTHER,
+            };
+            c += 1;
+        }
+        t
+    };
     let b = text.as_bytes();
     let mut stack: Vec<Level> = Vec::new();
     let mut cur = Level { stmt: 0, expr: 0 };
     let (mut max, mut max_at) = (0, 0);
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        match c {
-            b'(' | b'[' | b'{' => {
+        let class = CLASS[b[i] as usize];
+        match class {
+            OPEN => {
                 stack.push(cur);
                 cur = Level {
                     stmt: cur.stmt + cur.expr + 1,
                     expr: 0,
                 };
             }
-            b')' | b']' | b'}' => {
+            CLOSE => {
                 if let Some(outer) = stack.pop() {
                     cur = outer;
                 }
                 cur.expr += 1;
             }
-            b';' | b',' => cur.expr = 0,
-            b'!' | b'~' | b'+' | b'-' | b'?' | b'=' | b':' | b'*' | b'/' | b'%' | b'&' | b'|'
-            | b'^' | b'<' | b'>' | b'.' | b'@' => cur.expr += 1,
-            c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
+            RESET => cur.expr = 0,
+            OP => cur.expr += 1,
+            WORD => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$')
-                {
+                while i < b.len() && matches!(CLASS[b[i] as usize], WORD | DIGIT) {
                     i += 1;
                 }
-                match &text[start..i] {
-                    "if" | "else" | "for" | "while" | "do" | "with" => cur.stmt += 1,
-                    "typeof" | "void" | "delete" | "await" | "new" | "yield" | "return"
-                    | "throw" | "case" | "async" | "function" | "class" | "extends" | "in"
-                    | "of" | "instanceof" | "let" | "const" | "var" | "keyof" | "is" => {
-                        cur.expr += 1
+                // Only keywords that nest: checked by length first.
+                if (2..=10).contains(&(i - start)) {
+                    match &text[start..i] {
+                        "if" | "else" | "for" | "while" | "do" | "with" => cur.stmt += 1,
+                        "typeof" | "void" | "delete" | "await" | "new" | "yield" | "return"
+                        | "throw" | "case" | "async" | "function" | "class" | "extends" | "in"
+                        | "of" | "instanceof" | "let" | "const" | "var" | "keyof" | "is" => {
+                            cur.expr += 1
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
                 if cur.stmt + cur.expr > max {
                     (max, max_at) = (cur.stmt + cur.expr, start);
                 }
                 continue;
             }
-            _ => {}
+            _ => {
+                i += 1;
+                continue;
+            }
         }
         if cur.stmt + cur.expr > max {
             (max, max_at) = (cur.stmt + cur.expr, i);
