@@ -332,13 +332,13 @@ fn check_urls(
             }
             None => s.at,
         };
-        let Some(why) = refusal(&u, allow) else {
-            continue;
-        };
         // An `env` value that is the whole URL was checked where the spec sets it.
         if u.within_env {
             continue;
         }
+        let Some(why) = refusal(&u, allow) else {
+            continue;
+        };
         let mut notes = Vec::new();
         if u.partial_host {
             notes.push("the rest of its host is computed at run time; perfsync checks the part written here".to_string());
