@@ -68,16 +68,19 @@ impl<T> V<T> {
     }
 }
 
+/// Where something not known before the run is (if anywhere in particular), and why.
+type Unknowable = (Option<usize>, String);
+
 /// Fields of a k6 options object (the script's, or one scenario's).
 struct Reader<'c> {
     obj: Option<&'c Obj>,
-    /// Where the options are and why nothing is known, when nothing is.
-    unknown: Option<(Option<usize>, String)>,
+    /// Why nothing is known, when nothing is.
+    unknown: Option<Unknowable>,
     what: String,
 }
 
 impl<'c> Reader<'c> {
-    fn field(&self, key: &str) -> Result<Option<(&'c Const, usize)>, (Option<usize>, String)> {
+    fn field(&self, key: &str) -> Result<Option<(&'c Const, usize)>, Unknowable> {
         if let Some(u) = &self.unknown {
             return Err(u.clone());
         }

@@ -396,10 +396,7 @@ pub fn finished(sh: &Arc<Shared>, run: &PodRun, pod: &Value, code: i32) {
     let state = json!({"terminated": {"exitCode": code, "reason": reason,
         "startedAt": run.started_at, "finishedAt": now(), "containerID": format!("containerd://{}", run.uid)}});
     let st = status(run, pod, phase, state, false);
-    let _ = sh
-        .store
-        .merge(&super::pods(), &run.ns, &run.name, &st, true);
-    cluster::pod_ended(sh, pod, code == 0);
+    // The node goes with the pod's end: its log is unreadable by the time anyone sees it end.
     let testrun = s(pod, "/metadata/labels/k6_cr");
     let index = s(pod, "/metadata/labels/job-name")
         .strip_prefix(testrun)
@@ -414,4 +411,8 @@ pub fn finished(sh: &Arc<Shared>, run: &PodRun, pod: &Value, code: i32) {
             &format!("Get \"https://{}:10250/containerLogs/{}/{}/k6\": dial tcp {}:10250: connect: no route to host", run.host_ip, run.ns, run.name, run.host_ip),
         );
     }
+    let _ = sh
+        .store
+        .merge(&super::pods(), &run.ns, &run.name, &st, true);
+    cluster::pod_ended(sh, pod, code == 0);
 }
