@@ -95,7 +95,10 @@ async fn main() {
     support::daemon::wait_baseline(&pool).await;
     let mut files = Vec::new();
     for i in 0..RUNS {
-        files.push((format!("tests/t{i:03}/perftest.yaml"), spec(&format!("t{i:03}"))));
+        files.push((
+            format!("tests/t{i:03}/perftest.yaml"),
+            spec(&format!("t{i:03}")),
+        ));
         files.push((format!("tests/t{i:03}/script.js"), SCRIPT.to_string()));
     }
     let f: Vec<(&str, Option<&str>)> = files
@@ -137,8 +140,14 @@ async fn main() {
             .await
             .unwrap();
     println!("{RUNS} runs x {RUNNERS} runners, each {}s, followed to their end by perfsync serve (release):", RUN_FOR.as_secs());
-    println!("  push -> last result recorded: {:.1} s; verdicts {verdicts:?}", wall.as_secs_f64());
-    println!("  requests perfsync made in that time: {total} ({:.1} per run)", total as f64 / RUNS as f64);
+    println!(
+        "  push -> last result recorded: {:.1} s; verdicts {verdicts:?}",
+        wall.as_secs_f64()
+    );
+    println!(
+        "  requests perfsync made in that time: {total} ({:.1} per run)",
+        total as f64 / RUNS as f64
+    );
     for (k, v) in &made {
         println!("    {k}: {v}");
     }
@@ -147,7 +156,10 @@ async fn main() {
         api.store.max_open_watches(),
         api.store.open_watches()
     );
-    println!("  daemon CPU in that time: {cpu:.2} s ({:.1} % of one core)", 100.0 * cpu / wall.as_secs_f64());
+    println!(
+        "  daemon CPU in that time: {cpu:.2} s ({:.1} % of one core)",
+        100.0 * cpu / wall.as_secs_f64()
+    );
     println!(
         "  daemon memory: {:.1} MiB RSS now, {:.1} MiB peak",
         status_kib(pid, "VmRSS:") / 1024.0,

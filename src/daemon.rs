@@ -64,18 +64,16 @@ pub async fn scheduler(
 ) -> Result<Scheduler, DaemonError> {
     let extra_env = prometheus_env(config);
     let executor = match config.executor.kind {
-        crate::config::ExecutorKind::Local => {
-            Executor::Local(LocalExecutor::with_settings(
-                config
-                    .executor
-                    .k6_binary
-                    .clone()
-                    .unwrap_or_else(|| "k6".into()),
-                Path::new(&config.state_dir).join("runs"),
-                extra_env,
-                &config.executor.local,
-            ))
-        }
+        crate::config::ExecutorKind::Local => Executor::Local(LocalExecutor::with_settings(
+            config
+                .executor
+                .k6_binary
+                .clone()
+                .unwrap_or_else(|| "k6".into()),
+            Path::new(&config.state_dir).join("runs"),
+            extra_env,
+            &config.executor.local,
+        )),
         crate::config::ExecutorKind::Kubernetes => {
             let e = &config.executor;
             let client = kube_api::client(e.kubeconfig.as_deref().map(Path::new))

@@ -92,7 +92,12 @@ async fn every_outcome_through_the_operator() {
     assert_eq!(status, 202);
 
     let (run, verdict, reason) = g.result("pass", 120).await;
-    assert_eq!(verdict, "succeeded", "{reason:?}\n{}", g.summary(&run).await);
+    assert_eq!(
+        verdict,
+        "succeeded",
+        "{reason:?}\n{}",
+        g.summary(&run).await
+    );
     let s = g.summary(&run).await;
     assert!(
         s["metrics"]["http_reqs"]["values"]["count"]
@@ -444,7 +449,10 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
                 && e.coll == Coll::new("", "configmaps")
                 && e.object["metadata"]["labels"]["perfsync.dev/test"] == "unmounted"
             {
-                let name = e.object["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let name = e.object["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 let _ = store.delete(&Coll::new("", "configmaps"), NS, &name, false);
                 return;
             }

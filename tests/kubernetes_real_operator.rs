@@ -125,7 +125,11 @@ async fn runs_that_cannot_start_end_within_the_stall_timeout_naming_pod_and_reas
         g.objects("k6.io", "testruns", "").is_empty().then_some(())
     })
     .await;
-    assert!(g.api.store.denied().is_empty(), "{:?}", g.api.store.denied());
+    assert!(
+        g.api.store.denied().is_empty(),
+        "{:?}",
+        g.api.store.denied()
+    );
     g.db.drop_schema().await;
 }
 
@@ -185,9 +189,15 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
     // its ConfigMap), one just over is refused at validation and never reaches the cluster.
     const LIMIT: usize = 1_048_576;
     all.extend(files(&Spec::new("bulky"), t, SCRIPT));
-    all.push(("tests/bulky/data.txt".into(), Some("x".repeat(LIMIT - 4_000))));
+    all.push((
+        "tests/bulky/data.txt".into(),
+        Some("x".repeat(LIMIT - 4_000)),
+    ));
     all.extend(files(&Spec::new("toobulky"), t, SCRIPT));
-    all.push(("tests/toobulky/data.txt".into(), Some("x".repeat(LIMIT + 10))));
+    all.push((
+        "tests/toobulky/data.txt".into(),
+        Some("x".repeat(LIMIT + 10)),
+    ));
     // Every run's egress policy, as the apiserver stored it.
     let mut events = g.api.store.events.subscribe();
     let policies = tokio::spawn(async move {
@@ -210,8 +220,14 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
     let s = g.summary(&run).await;
     assert_eq!(s["runners"].as_array().map(|r| r.len()), Some(10), "{s}");
     let (_, verdict, reason) = g.result("shell", 60).await;
-    assert_eq!(verdict, "succeeded", "the value reached k6 unchanged: {reason:?}");
-    assert!(!std::path::Path::new(&marker).exists(), "nothing ran in a shell");
+    assert_eq!(
+        verdict, "succeeded",
+        "the value reached k6 unchanged: {reason:?}"
+    );
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "nothing ran in a shell"
+    );
     // One NetworkPolicy per run, selecting the run's pods by the label only perfsync sets:
     // DNS, the run's own pods' REST API, and the policy's 127.0.0.1, nothing else.
     let seen = tokio::time::timeout(std::time::Duration::from_secs(30), policies)
@@ -220,11 +236,20 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
         .unwrap();
     let runs: BTreeSet<String> = seen
         .iter()
-        .map(|p| p["spec"]["podSelector"]["matchLabels"]["perfsync.dev/run"].as_str().unwrap_or("").to_string())
+        .map(|p| {
+            p["spec"]["podSelector"]["matchLabels"]["perfsync.dev/run"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     assert!(runs.contains(&run), "{runs:?}");
     for p in &seen {
-        assert_eq!(p["spec"]["policyTypes"], serde_json::json!(["Egress"]), "{p}");
+        assert_eq!(
+            p["spec"]["policyTypes"],
+            serde_json::json!(["Egress"]),
+            "{p}"
+        );
         let blocks: Vec<&str> = p["spec"]["egress"]
             .as_array()
             .unwrap()
@@ -232,7 +257,10 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
             .filter_map(|r| r["to"][0]["ipBlock"]["cidr"].as_str())
             .collect();
         assert_eq!(blocks, vec!["127.0.0.1/32"], "{p}");
-        assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "TestRun", "{p}");
+        assert_eq!(
+            p["metadata"]["ownerReferences"][0]["kind"], "TestRun",
+            "{p}"
+        );
     }
     // The runner never gets an API token.
     let (_, verdict, reason) = g.result("bulky", 60).await;
@@ -246,7 +274,9 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
         .map(|(k, v)| k.len() + v.as_str().unwrap_or("").len())
         .sum();
     assert!(size > LIMIT - 8_000 && size <= LIMIT, "{size}");
-    assert!(g.objects("", "configmaps", "perfsync.dev/test=toobulky").is_empty());
+    assert!(g
+        .objects("", "configmaps", "perfsync.dev/test=toobulky")
+        .is_empty());
     assert!(g.results("toobulky").await.is_empty());
 
     // Attempt 10,000 of the same revision: 9,998 earlier attempts on record.
@@ -281,12 +311,21 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
     let mut names = BTreeSet::new();
     let pods = wait_for("the 10,000th attempt's runners", 90, || async {
         let pods = g.objects("", "pods", &format!("perfsync.dev/run={id}"));
-        (pods.iter().filter(|p| p["metadata"]["labels"]["runner"] == "true").count() == 10)
+        (pods
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["runner"] == "true")
+            .count()
+            == 10)
             .then_some(pods)
     })
     .await;
     for p in &pods {
-        names.insert(p["metadata"]["labels"]["job-name"].as_str().unwrap_or("").to_string());
+        names.insert(
+            p["metadata"]["labels"]["job-name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
     }
     let svcs = g.objects("", "services", "");
     let svc_names: Vec<String> = svcs
@@ -297,16 +336,24 @@ async fn the_longest_name_ten_runners_attempt_ten_thousand_and_inert_shell_value
     for n in names.iter().chain(&svc_names) {
         assert!(label_ok(n), "{n}");
     }
-    assert!(svc_names.iter().all(|n| n.starts_with(|c: char| c.is_ascii_lowercase())));
+    assert!(svc_names
+        .iter()
+        .all(|n| n.starts_with(|c: char| c.is_ascii_lowercase())));
     let r = wait_for("the 10,000th attempt's result", 120, || async {
         g.results(long).await.into_iter().find(|r| r.0 == id)
     })
     .await;
     assert_eq!(r.1, "succeeded", "{r:?}");
-    assert!(g.api.store.denied().is_empty(), "{:?}", g.api.store.denied());
+    assert!(
+        g.api.store.denied().is_empty(),
+        "{:?}",
+        g.api.store.denied()
+    );
     // Each policy went with its TestRun.
     wait_for("the egress policies to go with their runs", 30, || async {
-        g.objects("networking.k8s.io", "networkpolicies", "").is_empty().then_some(())
+        g.objects("networking.k8s.io", "networkpolicies", "")
+            .is_empty()
+            .then_some(())
     })
     .await;
     g.db.drop_schema().await;
@@ -350,14 +397,26 @@ async fn on_the_v1_5_crd_nothing_is_pruned_and_a_lost_node_leaves_exit_code_and_
     assert_eq!(verdict, "succeeded", "{reason:?}");
     // VUs, duration and tags reached k6 (the v1.5 CRD keeps `arguments`).
     let s = g.summary(&run).await;
-    assert!(s["metrics"]["http_reqs"]["values"]["count"].as_f64().unwrap_or(0.0) > 0.0);
+    assert!(
+        s["metrics"]["http_reqs"]["values"]["count"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
     let (run, verdict, reason) = g.result("lostnode", 90).await;
     let s = g.summary(&run).await;
     let runners = s["runners"].as_array().cloned().unwrap_or_default();
-    let lost = runners.iter().find(|r| r["index"] == 2).cloned().unwrap_or_default();
+    let lost = runners
+        .iter()
+        .find(|r| r["index"] == 2)
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(lost["exitCode"], 0, "its exit code stands: {s}");
     assert!(
-        lost["reason"].as_str().unwrap_or("").contains("log could not be read"),
+        lost["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("log could not be read"),
         "{s}"
     );
     assert!(

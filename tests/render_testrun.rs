@@ -168,8 +168,14 @@ fn pods_carry_perfsyncs_labels_only() {
         vec!["automountServiceAccountToken", "image", "metadata"],
         "labels, no API token and the configured image: the operator's other starter settings stay"
     );
-    assert_eq!(tr["spec"]["starter"]["automountServiceAccountToken"], "false");
-    assert_eq!(tr["spec"]["runner"]["automountServiceAccountToken"], "false");
+    assert_eq!(
+        tr["spec"]["starter"]["automountServiceAccountToken"],
+        "false"
+    );
+    assert_eq!(
+        tr["spec"]["runner"]["automountServiceAccountToken"],
+        "false"
+    );
 }
 
 #[test]

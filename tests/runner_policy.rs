@@ -43,14 +43,29 @@ fn refused(extra: &str, key: &str, line: u64) {
     });
     let hit = hit.unwrap_or_else(|| panic!("`{key}` not refused: {errs:?}"));
     assert_eq!(hit["line"].as_u64(), Some(line), "{hit}");
-    assert!(hit["file"].as_str().unwrap_or("").ends_with("tests/t/perftest.yaml"));
+    assert!(hit["file"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with("tests/t/perftest.yaml"));
 }
 
 #[test]
 fn a_test_cannot_take_privileges_the_policy_does_not_give() {
-    refused("  runner:\n    image: evil.example/k6:latest\n", "policy.runner.allowedImages", 9);
-    refused("  runner:\n    serviceAccountName: perfsync\n", "serviceAccountName is the operator's alone", 9);
-    refused("  runner:\n    nodeSelector: {pool: gpu}\n", "policy.runner.allowNodeSelector", 9);
+    refused(
+        "  runner:\n    image: evil.example/k6:latest\n",
+        "policy.runner.allowedImages",
+        9,
+    );
+    refused(
+        "  runner:\n    serviceAccountName: perfsync\n",
+        "serviceAccountName is the operator's alone",
+        9,
+    );
+    refused(
+        "  runner:\n    nodeSelector: {pool: gpu}\n",
+        "policy.runner.allowNodeSelector",
+        9,
+    );
     refused(
         "  runner:\n    tolerations: [{key: dedicated, operator: Exists}]\n",
         "policy.runner.allowTolerations",
@@ -90,7 +105,11 @@ fn no_runner_pod_mounts_an_api_token() {
         .arg("t")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let docs: Vec<serde_json::Value> = text
         .split("\n---")
@@ -98,6 +117,12 @@ fn no_runner_pod_mounts_an_api_token() {
         .collect();
     let tr = docs.iter().find(|d| d["kind"] == "TestRun").unwrap();
     // The initializer is a copy of the runner: both, and the starter, go without a token.
-    assert_eq!(tr["spec"]["runner"]["automountServiceAccountToken"], "false", "{tr}");
-    assert_eq!(tr["spec"]["starter"]["automountServiceAccountToken"], "false", "{tr}");
+    assert_eq!(
+        tr["spec"]["runner"]["automountServiceAccountToken"], "false",
+        "{tr}"
+    );
+    assert_eq!(
+        tr["spec"]["starter"]["automountServiceAccountToken"], "false",
+        "{tr}"
+    );
 }

@@ -69,8 +69,13 @@ pub fn check(
                     _ => false,
                 };
                 if over {
-                    let path: Vec<Seg> =
-                        vec![Key("spec"), Key("runner"), Key("resources"), Key(kind), Key(name)];
+                    let path: Vec<Seg> = vec![
+                        Key("spec"),
+                        Key("runner"),
+                        Key("resources"),
+                        Key(kind),
+                        Key(name),
+                    ];
                     out.push(src.diag(
                         &path,
                         Code::PolicyDenied,
@@ -86,7 +91,11 @@ pub fn check(
     // The local executor resolves `secretEnv` by name from its own list instead.
     let on_kubernetes = p.policy.local_secret_env.is_none();
     for (i, se) in s.secret_env.iter().enumerate().filter(|_| on_kubernetes) {
-        if !rp.allowed_secrets.iter().any(|g| glob_matches(g, &se.secret)) {
+        if !rp
+            .allowed_secrets
+            .iter()
+            .any(|g| glob_matches(g, &se.secret))
+        {
             out.push(src.diag(
                 &[Key("spec"), Key("secretEnv"), Index(i), Key("secret")],
                 Code::PolicyDenied,

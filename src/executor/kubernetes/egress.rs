@@ -150,10 +150,16 @@ mod tests {
         ])
         .unwrap()
         .egress();
-        let owner = Owner { name: "t-1", uid: "u-1" };
+        let owner = Owner {
+            name: "t-1",
+            uid: "u-1",
+        };
         let resolved = [("10.9.8.7".parse().unwrap(), None)];
         let np = network_policy("t-1", "t-abc-1", "runs", &owner, &rules, &resolved);
-        assert_eq!(np["spec"]["podSelector"]["matchLabels"][LABEL_RUN], "t-abc-1");
+        assert_eq!(
+            np["spec"]["podSelector"]["matchLabels"][LABEL_RUN],
+            "t-abc-1"
+        );
         assert_eq!(np["spec"]["policyTypes"], json!(["Egress"]));
         let cidrs: Vec<String> = np["spec"]["egress"]
             .as_array()

@@ -272,11 +272,7 @@ pub fn progress_key(stage: Option<&str>, pods: &RunPods) -> String {
 
 /// Why a stalled run is stuck, in a person's words, and the pods whose events may say more
 /// (those pending without a reason of their own, e.g. a volume that cannot be mounted).
-pub fn stall_cause(
-    stage: Option<&str>,
-    pods: &RunPods,
-    parallelism: u32,
-) -> (String, Vec<String>) {
+pub fn stall_cause(stage: Option<&str>, pods: &RunPods, parallelism: u32) -> (String, Vec<String>) {
     let mut causes: Vec<String> = Vec::new();
     let mut ask: Vec<String> = Vec::new();
     let mut pending = |what: &str, p: &Pod, causes: &mut Vec<String>| {
@@ -343,7 +339,11 @@ pub fn stall_cause(
         causes.push(format!("{have} of {parallelism} runner pods exist"));
     }
     (
-        format!("stage `{}`: {}", stage.unwrap_or("none yet"), causes.join("; ")),
+        format!(
+            "stage `{}`: {}",
+            stage.unwrap_or("none yet"),
+            causes.join("; ")
+        ),
         ask,
     )
 }
@@ -422,7 +422,9 @@ pub fn error_cause(
             let log = init_log.map(log_excerpt).filter(|l| !l.is_empty());
             match log {
                 Some(l) => format!("{head}: initializer pod {name} failed ({how}): {l}"),
-                None => format!("{head}: initializer pod {name} failed ({how}); its log could not be read"),
+                None => format!(
+                    "{head}: initializer pod {name} failed ({how}); its log could not be read"
+                ),
             }
         }
         RunnerState::Pending(why) => format!(

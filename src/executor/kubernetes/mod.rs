@@ -218,7 +218,12 @@ impl KubeExecutor {
     }
 
     /// Creates the run's egress policy object (see `egress.rs`).
-    async fn confine(&self, name: &str, run: &str, owner: &egress::Owner<'_>) -> Result<(), KubeError> {
+    async fn confine(
+        &self,
+        name: &str,
+        run: &str,
+        owner: &egress::Owner<'_>,
+    ) -> Result<(), KubeError> {
         let (body, resource) = match self.egress.mode {
             egress::Mode::Off => return Ok(()),
             egress::Mode::NetworkPolicy => {
@@ -230,16 +235,29 @@ impl KubeExecutor {
                             Ok(addrs) => {
                                 resolved.extend(addrs.map(|a| (a.ip(), r.port)));
                             }
-                            Err(e) => warn!(host = %host, error = %e, "an allowed host does not resolve; the run cannot reach it"),
+                            Err(e) => {
+                                warn!(host = %host, error = %e, "an allowed host does not resolve; the run cannot reach it")
+                            }
                         }
                     }
                 }
                 resolved.sort();
                 resolved.dedup();
                 (
-                    egress::network_policy(name, run, &self.namespace, owner, &self.egress.rules, &resolved),
+                    egress::network_policy(
+                        name,
+                        run,
+                        &self.namespace,
+                        owner,
+                        &self.egress.rules,
+                        &resolved,
+                    ),
                     kube::discovery::ApiResource::from_gvk_with_plural(
-                        &kube::api::GroupVersionKind::gvk("networking.k8s.io", "v1", "NetworkPolicy"),
+                        &kube::api::GroupVersionKind::gvk(
+                            "networking.k8s.io",
+                            "v1",
+                            "NetworkPolicy",
+                        ),
                         "networkpolicies",
                     ),
                 )
@@ -255,13 +273,16 @@ impl KubeExecutor {
         let obj: DynamicObject = serde_json::from_value(body).map_err(|e| KubeError::Config {
             message: format!("rendering the egress policy of {name}: {e}"),
         })?;
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
         let pp = PostParams::default();
         match api::retry("create egress policy", ATTEMPTS, || api.create(&pp, &obj)).await {
             Ok(_) => Ok(()),
             // Named by TestRun: one that exists is this run's (a restart between the two).
             Err(e) if api::is_already_exists(&e) => Ok(()),
-            Err(e) => Err(api_err(format!("creating the egress policy of TestRun {name}"))(e)),
+            Err(e) => Err(api_err(format!(
+                "creating the egress policy of TestRun {name}"
+            ))(e)),
         }
     }
 
@@ -473,8 +494,10 @@ impl KubeExecutor {
                 *tries += 1;
                 if last || *tries >= LOG_ROUNDS || api::is_not_found(&e) {
                     warn!(pod = %pname, error = %e, "giving up on the runner's log");
-                    logs.notes
-                        .insert(i, format!("its log could not be read ({})", short_error(&e)));
+                    logs.notes.insert(
+                        i,
+                        format!("its log could not be read ({})", short_error(&e)),
+                    );
                     logs.text.insert(i, (pname, String::new()));
                 }
             }

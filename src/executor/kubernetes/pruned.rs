@@ -47,7 +47,10 @@ mod tests {
         let kept = json!({"spec": {"arguments": "--vus 2", "runner": {"env": [{"name": "A"}], "image": "k6"}}});
         assert_eq!(
             pruned_paths(&sent, &kept),
-            vec!["spec.args".to_string(), "spec.runner.env[0].value".to_string()]
+            vec![
+                "spec.args".to_string(),
+                "spec.runner.env[0].value".to_string()
+            ]
         );
         assert!(pruned_paths(&sent, &sent).is_empty());
     }

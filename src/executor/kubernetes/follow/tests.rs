@@ -96,7 +96,10 @@ fn paused_runners_are_not_work_until_the_starter_succeeded() {
     // The operator sets `started` as it creates the starter Job: still paused.
     assert!(!working(Some("started"), &pods));
     let (why, _) = stall_cause(Some("started"), &pods, 2);
-    assert!(why.contains("paused") && why.contains("no starter"), "{why}");
+    assert!(
+        why.contains("paused") && why.contains("no starter"),
+        "{why}"
+    );
 
     let mut with_starter = all.to_vec();
     with_starter.push(k6(
@@ -143,7 +146,9 @@ fn stall_causes_name_the_pod_and_the_reason() {
     let pods = run_pods(all.iter(), "t");
     let (why, ask) = stall_cause(Some("created"), &pods, 3);
     assert!(
-        why.contains("runner 3 pod t-3-q: Unschedulable: 0/2 nodes are available: 2 Insufficient cpu."),
+        why.contains(
+            "runner 3 pod t-3-q: Unschedulable: 0/2 nodes are available: 2 Insufficient cpu."
+        ),
         "{why}"
     );
     assert!(ask.is_empty());
@@ -175,7 +180,10 @@ fn stall_causes_name_the_pod_and_the_reason() {
     ];
     let pods = run_pods(crashed.iter(), "t");
     let (why, _) = stall_cause(Some("created"), &pods, 2);
-    assert!(why.contains("runner 1 pod t-1-a ended (exit code 107) before"), "{why}");
+    assert!(
+        why.contains("runner 1 pod t-1-a ended (exit code 107) before"),
+        "{why}"
+    );
     let none = RunPods::default();
     assert!(stall_cause(None, &none, 1).0.contains("has not taken up"));
 }
@@ -184,10 +192,12 @@ fn stall_causes_name_the_pod_and_the_reason() {
 fn the_error_stage_is_explained_by_the_initializer() {
     let failed = [k6("t-initializer-a", "t-initializer", T0, ended(1))];
     let pods = run_pods(failed.iter(), "t");
-    let log = "time=\"…\" level=error msg=\"Error: boom in init\\n\\tat file:///test/script.js:1:7\"\n";
+    let log =
+        "time=\"…\" level=error msg=\"Error: boom in init\\n\\tat file:///test/script.js:1:7\"\n";
     let why = error_cause(None, &pods, Some(log), 1);
     assert!(
-        why.contains("initializer pod t-initializer-a failed (exit code 1)") && why.contains("boom in init"),
+        why.contains("initializer pod t-initializer-a failed (exit code 1)")
+            && why.contains("boom in init"),
         "{why}"
     );
     let dash = "sh: 1: Syntax error: \"(\" unexpected\n";
@@ -196,5 +206,8 @@ fn the_error_stage_is_explained_by_the_initializer() {
     let pods = run_pods(ok.iter(), "t");
     let inspect = "time=\"…\" level=warning msg=\"x\"\n{\n  \"maxVUs\": 2,\n  \"totalDuration\": \"32s\"\n}\n";
     let why = error_cause(None, &pods, Some(inspect), 3);
-    assert!(why.contains("parallelism 3") && why.contains("2 VUs"), "{why}");
+    assert!(
+        why.contains("parallelism 3") && why.contains("2 VUs"),
+        "{why}"
+    );
 }
