@@ -13,8 +13,17 @@ use crate::spec::schema::{schema_json, SchemaKind};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
+/// `perfsync --version`: the release and the commit it was built from (`build.rs`; `unknown`
+/// when built outside git without `PERFSYNC_COMMIT`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PERFSYNC_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "perfsync", version, about = "GitOps for k6 load tests")]
+#[command(name = "perfsync", version = VERSION, about = "GitOps for k6 load tests")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
