@@ -8,6 +8,7 @@ pub mod mask;
 pub mod merge;
 pub mod prometheus;
 pub mod report;
+pub mod stats;
 pub mod summary;
 
 pub use report::{Ending, RunReport, RunnerReport};
