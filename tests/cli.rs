@@ -374,7 +374,7 @@ fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
 #[test]
 fn the_grafana_dashboard_shows_k6_metrics_by_testid_with_perfsync_annotations() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("manifests/grafana-dashboard.json")).unwrap();
+    let text = std::fs::read_to_string(root.join("manifests/overlays/prometheus/grafana-dashboard.json")).unwrap();
     let d: serde_json::Value = serde_json::from_str(&text).unwrap();
     let panels = d["panels"].as_array().unwrap();
     assert!(panels.len() >= 4);
@@ -406,12 +406,12 @@ fn the_checked_in_crd_is_current_and_has_status_and_printer_columns() {
         checked_in == String::from_utf8_lossy(&out.stdout),
         "crds/perftest.yaml is stale: run `perfsync crd > crds/perftest.yaml`"
     );
-    // kustomize reads only files under its own folder: manifests/ holds a second copy.
+    // kustomize reads only files under its own folder: manifests/base/ holds a second copy.
     let in_manifests =
-        std::fs::read_to_string(root.join("manifests/perftest-crd.yaml")).unwrap_or_default();
+        std::fs::read_to_string(root.join("manifests/base/perftest-crd.yaml")).unwrap_or_default();
     assert!(
         in_manifests == String::from_utf8_lossy(&out.stdout),
-        "manifests/perftest-crd.yaml is stale: run `perfsync crd > manifests/perftest-crd.yaml`"
+        "manifests/base/perftest-crd.yaml is stale: run `perfsync crd > manifests/base/perftest-crd.yaml`"
     );
     let crd: serde_json::Value = serde_yaml::from_str(&checked_in).unwrap();
     assert_eq!(crd["spec"]["group"], "perfsync.dev");
@@ -436,7 +436,7 @@ fn the_checked_in_crd_is_current_and_has_status_and_printer_columns() {
 
 #[test]
 fn the_manifests_are_complete_and_their_config_validates() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/base");
     let k: serde_json::Value =
         serde_yaml::from_str(&std::fs::read_to_string(root.join("kustomization.yaml")).unwrap())
             .unwrap();
@@ -447,7 +447,7 @@ fn the_manifests_are_complete_and_their_config_validates() {
         kinds.push(doc["kind"].as_str().unwrap().to_string());
         if doc["kind"] == "ConfigMap" {
             let cfg = doc["data"]["perfsync.yaml"].as_str().unwrap();
-            let parsed = perfsync::config::Config::parse("manifests/configmap.yaml", cfg);
+            let parsed = perfsync::config::Config::parse("manifests/base/configmap.yaml", cfg);
             assert!(parsed.is_ok(), "{:?}", parsed.err());
         }
         if doc["kind"] == "Deployment" {

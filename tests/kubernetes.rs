@@ -549,9 +549,9 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     })
     .await;
 
-    // Every request was allowed by the Role in manifests/, and the Role grants nothing unused.
+    // Every request was allowed by the Role in manifests/base/, and the Role grants nothing unused.
     let role: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/role.yaml"))
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/base/role.yaml"))
             .unwrap(),
     )
     .unwrap();

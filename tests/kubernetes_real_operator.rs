@@ -4,7 +4,7 @@
 //! stay valid for the longest test name, ten runners and attempt 10,000; shell-special values
 //! stay inert; the v1.5 CRD prunes nothing perfsync sends, and a CRD that would is caught;
 //! a runner whose node is gone ends with its exit code and a note. The ground authorizes
-//! every request under `manifests/role.yaml`.
+//! every request under `manifests/base/role.yaml`.
 
 mod support;
 

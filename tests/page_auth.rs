@@ -937,12 +937,12 @@ fn the_page_defaults_to_public_and_the_shipped_manifests_ask_for_the_token() {
     assert!(Config::parse("perfsync.yaml", "server:\n  page: private\n").is_err());
 
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/configmap.yaml"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/base/configmap.yaml"),
     )
     .unwrap();
     let doc: Value = serde_yaml::from_str(&text).unwrap();
     let shipped = Config::parse(
-        "manifests/configmap.yaml",
+        "manifests/base/configmap.yaml",
         doc["data"]["perfsync.yaml"].as_str().unwrap(),
     )
     .unwrap();

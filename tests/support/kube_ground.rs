@@ -1,5 +1,5 @@
 //! The Kubernetes test ground as the kubernetes executor's tests use it: the API test server
-//! (authorizing under `manifests/role.yaml`, validating like a real apiserver, the TestRun CRD
+//! (authorizing under `manifests/base/role.yaml`, validating like a real apiserver, the TestRun CRD
 //! of a real k6-operator release installed), the k6-operator stand-in, a git remote, a
 //! PostgreSQL schema, a demo target, and daemons started from a written config.
 
@@ -52,7 +52,7 @@ pub async fn ground_with_crd(crd_yaml: &str, options: OperatorOptions) -> Ground
     );
     api.install_crd(crd_yaml);
     api.enforce_role(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/role.yaml"))
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/base/role.yaml"))
             .unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
