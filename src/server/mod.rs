@@ -9,7 +9,7 @@ pub mod page;
 use crate::metrics::Metrics;
 use crate::sync::triggers::Triggers;
 use bytes::Bytes;
-use hooks::{judge, token_eq, Provider, Verdict};
+use hooks::token_eq;
 use serde_json::json;
 use sqlx::PgPool;
 use std::collections::BTreeMap;
@@ -48,61 +48,6 @@ pub(crate) fn json_reply(status: StatusCode, body: serde_json::Value) -> Respons
 /// Errors have one shape everywhere: `{"error": {"code", "message"}}`.
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     json_reply(status, json!({"error": {"code": code, "message": message}}))
-}
-
-fn hook(state: &AppState, provider: &str, headers: &HeaderMap, body: &Bytes) -> Response {
-    let Some(p) = Provider::parse(provider) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown-provider",
-            "providers are github, gitlab, gitea and generic",
-        );
-    };
-    let Some(secret) = state.hook_secrets.get(p.as_str()) else {
-        state.metrics.webhook(p.as_str(), "not-configured");
-        return error(
-            StatusCode::NOT_FOUND,
-            "provider-not-configured",
-            "no secret is configured for this provider",
-        );
-    };
-    let verdict = judge(p, headers, body, secret, &state.branch);
-    let (outcome, response) = match verdict {
-        Verdict::Unauthorized(why) => (
-            "unauthorized",
-            error(StatusCode::UNAUTHORIZED, "bad-signature", why),
-        ),
-        Verdict::Malformed(why) => (
-            "malformed",
-            error(StatusCode::BAD_REQUEST, "malformed", &why),
-        ),
-        Verdict::Ignored(why) => (
-            "ignored",
-            json_reply(
-                StatusCode::ACCEPTED,
-                json!({"status": "ignored", "reason": why}),
-            ),
-        ),
-        Verdict::Pong => (
-            "ping",
-            json_reply(StatusCode::OK, json!({"status": "pong"})),
-        ),
-        Verdict::Push { commit } => {
-            state
-                .triggers
-                .fire(&format!("webhook:{}", p.as_str()), commit.clone());
-            (
-                "accepted",
-                json_reply(
-                    StatusCode::ACCEPTED,
-                    json!({"status": "sync-queued", "commit": commit}),
-                ),
-            )
-        }
-    };
-    state.metrics.webhook(p.as_str(), outcome);
-    tracing::info!(provider = p.as_str(), outcome, "webhook");
-    response
 }
 
 /// Checks `Authorization: Bearer …` against the configured API token.
@@ -164,7 +109,7 @@ pub fn routes(
         .and(with_state.clone())
         .map(
             |provider: String, headers: HeaderMap, body: Bytes, state: Arc<AppState>| {
-                hook(&state, &provider, &headers, &body)
+                hooks::handle(&state, &provider, &headers, &body)
             },
         );
     let healthz = warp::get()

@@ -1,94 +1,7 @@
-//! Webhooks end to end: real provider payloads over HTTP into the sync loop, against a real git
-//! remote and the real PostgreSQL.
+//! The providers' push payloads over HTTP into the sync loop; refusals trigger nothing; a burst
+//! coalesces.
 
-mod support;
-
-use perfsync::config::{Config, Layout};
-use perfsync::metrics::Metrics;
-use perfsync::server::hooks::sign;
-use perfsync::server::{routes, AppState, Health};
-use perfsync::source::git::{GitAuth, GitSource};
-use perfsync::sync::run::sync_loop;
-use perfsync::sync::triggers::Triggers;
-use perfsync::sync::Syncer;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-use support::*;
-use tokio::sync::{mpsc, watch};
-
-struct Harness {
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    outcomes: mpsc::Receiver<perfsync::sync::SyncOutcome>,
-    _stop: watch::Sender<bool>,
-    remote: Remote,
-    db: TestDb,
-    _state: tempfile::TempDir,
-}
-
-const SECRET: &str = "It's a Secret to Everybody";
-
-async fn harness() -> Harness {
-    let remote = Remote::new();
-    remote.commit(&as_files(&tests_files(2)), "initial");
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    let state = tempfile::tempdir().unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let policy = Config::parse("p", "policy:\n  allowedTargets: [http://127.0.0.1]\n")
-        .unwrap()
-        .policy;
-    let src = GitSource::new(&remote.path_url(), "main", state.path(), GitAuth::default());
-    let mut syncer = Syncer::new(
-        src,
-        Layout::default(),
-        policy,
-        pool.clone(),
-        metrics.clone(),
-    );
-    syncer.sync("start").await.unwrap();
-    let triggers = Arc::new(Triggers::new());
-    let health = Arc::new(Health::default());
-    let hook_secrets: BTreeMap<&'static str, String> = ["github", "gitlab", "gitea", "generic"]
-        .into_iter()
-        .map(|p| (p, SECRET.to_string()))
-        .collect();
-    let app = Arc::new(AppState {
-        triggers: triggers.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        branch: "main".into(),
-        hook_secrets,
-        api_token: Some("api-token-1".into()),
-        pool: Some(pool),
-        scheduler: None,
-        repository_url: None,
-        page: Default::default(),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (tx, outcomes) = mpsc::channel(16);
-    tokio::spawn(sync_loop(
-        syncer,
-        triggers,
-        health,
-        Some(tx),
-        stop_rx.clone(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(warp::serve(routes(app)).incoming(listener).run());
-    Harness {
-        addr,
-        metrics,
-        outcomes,
-        _stop: stop_tx,
-        remote,
-        db,
-        _state: state,
-    }
-}
+use super::*;
 
 fn github_push(after: &str, git_ref: &str) -> String {
     serde_json::json!({
@@ -124,13 +37,6 @@ fn gitea_push(after: &str) -> String {
         "pusher": {"login": "ada"}, "sender": {"login": "ada"}
     })
     .to_string()
-}
-
-async fn next_outcome(h: &mut Harness) -> perfsync::sync::SyncOutcome {
-    tokio::time::timeout(Duration::from_secs(20), h.outcomes.recv())
-        .await
-        .expect("a sync within 20 s")
-        .expect("sync loop alive")
 }
 
 #[tokio::test]
