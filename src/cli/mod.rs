@@ -121,6 +121,8 @@ pub enum Format {
     Text,
     Json,
     Github,
+    /// A GitLab Code Quality report (validate; other commands print text).
+    Gitlab,
 }
 
 pub const EXIT_OK: i32 = 0;

@@ -45,6 +45,11 @@ pub fn run(config_path: Option<&Path>, format: Format, path: &Path) -> i32 {
         Format::Text => output::text(&cat),
         Format::Json => output::json(&cat) + "\n",
         Format::Github => output::github(&cat),
+        Format::Gitlab => {
+            // stdout is the report (redirected to the artifact); the job log gets the findings.
+            eprint!("{}", output::text(&cat));
+            output::gitlab(&cat)
+        }
     };
     print!("{rendered}");
     if cat.is_valid() {
