@@ -374,7 +374,9 @@ fn the_generated_entry_runs_under_real_k6_and_prints_one_summary_line() {
 #[test]
 fn the_grafana_dashboard_shows_k6_metrics_by_testid_with_perfsync_annotations() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("manifests/overlays/prometheus/grafana-dashboard.json")).unwrap();
+    let text =
+        std::fs::read_to_string(root.join("manifests/overlays/prometheus/grafana-dashboard.json"))
+            .unwrap();
     let d: serde_json::Value = serde_json::from_str(&text).unwrap();
     let panels = d["panels"].as_array().unwrap();
     assert!(panels.len() >= 4);
@@ -474,5 +476,133 @@ fn the_manifests_are_complete_and_their_config_validates() {
             "Service",
             "ServiceAccount"
         ]
+    );
+}
+
+#[test]
+fn version_names_the_release_and_the_commit_it_was_built_from() {
+    let out = perfsync(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let commit = env!("PERFSYNC_COMMIT");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("perfsync {} (commit {commit})\n", env!("CARGO_PKG_VERSION"))
+    );
+    // Built from this checkout: the commit is one of its own (HEAD, or an ancestor when others
+    // committed since the build).
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if root.join(".git").exists() && std::env::var_os("PERFSYNC_COMMIT").is_none() {
+        assert!(
+            commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{commit}"
+        );
+        let git = |args: &[&str]| {
+            Command::new("git")
+                .args(args)
+                .current_dir(root)
+                .status()
+                .unwrap()
+                .success()
+        };
+        assert!(
+            git(&["merge-base", "--is-ancestor", commit, "HEAD"]),
+            "{commit}"
+        );
+    }
+}
+
+#[test]
+fn the_build_script_takes_the_commit_from_git_from_perfsync_commit_or_says_unknown() {
+    // build.rs is a plain program: compile it and run it as cargo would.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("build-script");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let st = Command::new(rustc)
+        .args(["--edition", "2021", "-o"])
+        .arg(&exe)
+        .arg(root.join("build.rs"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let run = |manifest_dir: &Path, commit: Option<&str>| -> String {
+        let mut cmd = Command::new(&exe);
+        cmd.env("CARGO_MANIFEST_DIR", manifest_dir)
+            .env_remove("PERFSYNC_COMMIT")
+            .env("GIT_CEILING_DIRECTORIES", manifest_dir.parent().unwrap());
+        if let Some(c) = commit {
+            cmd.env("PERFSYNC_COMMIT", c);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // No git repository (a container build's context): `unknown`, or what PERFSYNC_COMMIT says.
+    let plain = dir.path().join("src");
+    std::fs::create_dir(&plain).unwrap();
+    let out = run(&plain, None);
+    assert!(
+        out.contains("cargo:rustc-env=PERFSYNC_COMMIT=unknown\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cargo:rerun-if-env-changed=PERFSYNC_COMMIT\n"),
+        "{out}"
+    );
+    let out = run(&plain, Some("0123abcd"));
+    assert!(
+        out.contains("cargo:rustc-env=PERFSYNC_COMMIT=0123abcd\n"),
+        "{out}"
+    );
+    // Nothing but a version-safe word reaches the version line.
+    let out = run(&plain, Some("abc) evil\n(x"));
+    assert!(
+        out.contains("cargo:rustc-env=PERFSYNC_COMMIT=abcevilx\n"),
+        "{out}"
+    );
+
+    // A git repository: HEAD's commit, and a rerun when HEAD or the branch moves.
+    let repo = dir.path().join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q", "-b", "trunk"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "one"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let out = run(&repo, None);
+    assert!(
+        out.contains(&format!("cargo:rustc-env=PERFSYNC_COMMIT={head}\n")),
+        "{out}"
+    );
+    let git_dir = repo.join(".git");
+    for watched in ["HEAD", "refs/heads/trunk", "packed-refs"] {
+        assert!(
+            out.contains(&format!(
+                "cargo:rerun-if-changed={}\n",
+                git_dir.join(watched).display()
+            )),
+            "{watched}: {out}"
+        );
+    }
+    // PERFSYNC_COMMIT wins over git.
+    let out = run(&repo, Some("feedface"));
+    assert!(
+        out.contains("cargo:rustc-env=PERFSYNC_COMMIT=feedface\n"),
+        "{out}"
     );
 }
