@@ -93,6 +93,10 @@ pub async fn scheduler(
                 e.stall_timeout.as_duration(),
             );
             kube.egress = egress_of(config, e.egress);
+            kube.secret_policy = crate::executor::kubernetes::secrets::SecretPolicy {
+                names: config.policy.runner.allowed_secrets.clone(),
+                label: config.policy.runner.secret_label(),
+            };
             Executor::Kubernetes(Box::new(kube))
         }
     };
@@ -241,7 +245,14 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
         repository_url: Some(crate::source::git::redact_url(&repo_url)),
         page: crate::server::page::PageSettings::from_config(&config),
     });
-    recorder.mask_secrets(crate::server::page::known_secrets(&state));
+    // Weak: the state holds the scheduler, which holds the recorder.
+    let known = Arc::downgrade(&state);
+    recorder.mask_secrets(move || {
+        known
+            .upgrade()
+            .map(|s| crate::server::page::known_secrets(&s))
+            .unwrap_or_default()
+    });
     Ok(Parts {
         config,
         syncer,

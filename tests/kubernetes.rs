@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use support::daemon::*;
 use support::kube_api::{Coll, Faults};
@@ -66,7 +66,7 @@ async fn every_outcome_through_the_operator() {
         SCRIPT,
     ));
     // A bundle of several files: a relative import and a data file next to the script; and a
-    // secret the runner gets from a Secret (perfsync itself never reads it).
+    // secret the runner gets from a Secret (perfsync reads it only to check and mask it).
     let secret_value = "s3cr3t-value-7c1f";
     g.api.store.create(
         &Coll::new("", "secrets"),
@@ -371,8 +371,24 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
     let b = g.start(&cb, pb);
     g.baseline().await;
     let t = g.target;
+    // `goner` names a Secret: the Role's `get` on Secrets is exercised too.
+    g.api
+        .store
+        .create(
+            &Coll::new("", "secrets"),
+            NS,
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api-credentials"}, "data": {"token": "dG9r"}}),
+        )
+        .unwrap();
     let mut all = files(&Spec::new("smoke"), t, SCRIPT);
-    all.extend(files(&Spec::new("goner"), t, SCRIPT));
+    all.extend(files(
+        &Spec {
+            extra: "  secretEnv:\n    - {name: API_TOKEN, secret: api-credentials, key: token}\n",
+            ..Spec::new("goner")
+        },
+        t,
+        SCRIPT,
+    ));
     let head = g.push(&all, "add tests");
     for d in [&a, &b] {
         let (status, _) = github_push(d.addr, SECRET, &head).await;
@@ -551,11 +567,14 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
 
     // Every request was allowed by the Role in manifests/base/, and the Role grants nothing unused.
     let role: Value = serde_yaml::from_str(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/base/role.yaml"))
-            .unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/base/role.yaml"
+        ))
+        .unwrap(),
     )
     .unwrap();
-    let mut granted = std::collections::BTreeSet::new();
+    let mut granted = BTreeSet::new();
     for rule in role["rules"].as_array().unwrap() {
         for group in rule["apiGroups"].as_array().unwrap() {
             for res in rule["resources"].as_array().unwrap() {
@@ -587,10 +606,14 @@ async fn the_whole_loop_with_two_replicas_and_exactly_the_rbac_it_needs() {
             *m.entry(r.clone()).or_default() += 1;
             m
         });
-    assert!(
-        !by_resource.contains_key("secrets"),
-        "perfsync never reads Secrets"
-    );
+    // Secrets are only read by name (a run's own, before it starts), never listed or watched.
+    let secret_verbs: BTreeSet<&str> = used
+        .iter()
+        .filter(|(_, r, _)| r == "secrets")
+        .map(|(_, _, v)| v.as_str())
+        .collect();
+    assert_eq!(secret_verbs, BTreeSet::from(["get"]));
+    assert!(by_resource.contains_key("secrets"));
     // A leader stopped cleanly (SIGTERM) gives the lease up rather than let it expire.
     let leases = Coll::new("coordination.k8s.io", "leases");
     let holder = g.api.store.get(&leases, NS, "perfsync-leader").unwrap()["spec"]["holderIdentity"]

@@ -87,21 +87,26 @@ async fn runs_that_cannot_start_end_within_the_stall_timeout_naming_pod_and_reas
     let head = g.push(&all, "four runs that cannot start");
     github_push(d.addr, SECRET, &head).await;
 
+    // A Secret that is not there, or lacks the key, is found before any TestRun exists.
     let r = g.result("nosecret", 90).await;
     assert_eq!(r.1, "error", "{r:?}");
     let why = reason_of(&r);
     assert!(
-        why.contains("no progress for 4s")
-            && why.contains("initializer pod")
-            && why.contains("CreateContainerConfigError")
-            && why.contains("\"absent\""),
+        why.contains("Secret `absent`") && why.contains("not in namespace `perfsync-runs`"),
         "{why}"
     );
     let why = reason_of(&g.result("nokey", 60).await);
     assert!(
-        why.contains("CreateContainerConfigError") && why.contains("couldn't find key token"),
+        why.contains("key `token` of Secret `present`") && why.contains("does not hold"),
         "{why}"
     );
+    for test in ["nosecret", "nokey"] {
+        assert!(
+            g.objects("k6.io", "testruns", &format!("perfsync.dev/test={test}"))
+                .is_empty(),
+            "{test} started nothing"
+        );
+    }
     let why = reason_of(&g.result("noimage", 60).await);
     assert!(
         why.contains("pod") && why.contains("ImagePullBackOff") && why.contains(UNPULLABLE),

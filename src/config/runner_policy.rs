@@ -15,6 +15,12 @@ pub struct RunnerPolicy {
     /// Empty: no `secretEnv` at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_secrets: Vec<String>,
+    /// A label (`key=value`) the operator puts on Secrets in the runs namespace that any test
+    /// may name, whatever their names. The kubernetes executor reads each Secret before a run
+    /// starts; one that matches no `allowedSecrets` name and lacks this label starts nothing.
+    /// `perfsync validate` cannot see labels, so it accepts such names when this is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_secret_label: Option<String>,
     /// Whether a test may set `runner.nodeSelector` (otherwise the config's applies).
     #[serde(default)]
     pub allow_node_selector: bool,
@@ -38,7 +44,21 @@ impl RunnerPolicy {
                     .map_err(|e| format!("policy.runner.{key}: {e}"))?;
             }
         }
+        if let Some(l) = &self.allowed_secret_label {
+            let (k, v) = l.split_once('=').ok_or_else(|| {
+                format!("policy.runner.allowedSecretLabel: `{l}` is not `key=value`")
+            })?;
+            crate::spec::k8s::check_label_key(k)
+                .and_then(|()| crate::spec::k8s::check_label_value(v))
+                .map_err(|e| format!("policy.runner.allowedSecretLabel: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// `allowedSecretLabel` as `(key, value)`, once [`RunnerPolicy::check`] passed.
+    pub fn secret_label(&self) -> Option<(String, String)> {
+        let (k, v) = self.allowed_secret_label.as_deref()?.split_once('=')?;
+        Some((k.to_string(), v.to_string()))
     }
 }
 

@@ -41,6 +41,8 @@ const WARN_FILES: usize = 20;
 /// How far back the commit that brought an ignored file is looked for.
 const BLAME_DEPTH: usize = 1000;
 
+type SecretSource = Box<dyn Fn() -> Vec<String> + Send + Sync>;
+
 pub struct Recorder {
     pool: PgPool,
     state_dir: PathBuf,
@@ -51,8 +53,9 @@ pub struct Recorder {
     flush_lock: Mutex<()>,
     /// The results key, loaded (or made) on first use; see [`Recorder::results_key`].
     key: std::sync::Mutex<Option<Arc<ResultsKey>>>,
-    /// Secret values this process knows: masked in every stored reason and note.
-    secrets: std::sync::OnceLock<Vec<String>>,
+    /// Where the secret values this process knows come from (they grow as runs read
+    /// Secrets): masked in every stored reason and note.
+    secrets: std::sync::OnceLock<SecretSource>,
 }
 
 /// Inputs of [`Recorder::finish`].
@@ -187,17 +190,19 @@ impl Recorder {
 
     /// A run ended: its figures collected (Prometheus when configured), judged against the
     /// spec, compared with the baseline, and recorded once everywhere.
-    /// Sets the secret values masked in what is stored (once; later calls are ignored).
-    pub fn mask_secrets(&self, secrets: Vec<String>) {
-        let _ = self.secrets.set(secrets);
+    /// Sets where the secret values masked in what is stored come from (once; later calls
+    /// are ignored).
+    pub fn mask_secrets(&self, secrets: impl Fn() -> Vec<String> + Send + Sync + 'static) {
+        let _ = self.secrets.set(Box::new(secrets));
     }
 
     /// Free text of a summary (reason, notes, runner reasons) with secret values masked: a
     /// runner that printed one into an error does not put it into PostgreSQL or git.
     fn mask(&self, summary: &mut RunSummary) {
-        let Some(secrets) = self.secrets.get() else {
+        let Some(source) = self.secrets.get() else {
             return;
         };
+        let secrets = source();
         let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let m = |s: &mut String| *s = crate::results::mask::mask(s, &refs);
         if let Some(r) = summary.reason.as_mut() {

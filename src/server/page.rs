@@ -147,13 +147,14 @@ pub fn known_secrets(state: &AppState) -> Vec<String> {
     out.extend(state.hook_secrets.values().cloned());
     out.extend(state.page.secrets.iter().cloned());
     if let Some(sched) = &state.scheduler {
-        if let crate::executor::Executor::Local(local) = sched.executor.as_ref() {
-            out.extend(
+        match sched.executor.as_ref() {
+            crate::executor::Executor::Local(local) => out.extend(
                 local
                     .secret_env
                     .iter()
                     .filter_map(|n| std::env::var(n).ok()),
-            );
+            ),
+            crate::executor::Executor::Kubernetes(k) => out.extend(k.secret_book.values()),
         }
     }
     let encoded: Vec<String> = out

@@ -88,8 +88,10 @@ pub fn check(
             }
         }
     }
-    // The local executor resolves `secretEnv` by name from its own list instead.
-    let on_kubernetes = p.policy.local_secret_env.is_none();
+    // The local executor resolves `secretEnv` by name from its own list instead. A Secret
+    // allowed by label can only be checked where its labels are seen: the kubernetes executor
+    // reads it before the run starts.
+    let on_kubernetes = p.policy.local_secret_env.is_none() && rp.allowed_secret_label.is_none();
     for (i, se) in s.secret_env.iter().enumerate().filter(|_| on_kubernetes) {
         if !rp
             .allowed_secrets

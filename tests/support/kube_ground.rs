@@ -52,8 +52,11 @@ pub async fn ground_with_crd(crd_yaml: &str, options: OperatorOptions) -> Ground
     );
     api.install_crd(crd_yaml);
     api.enforce_role(
-        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/base/role.yaml"))
-            .unwrap(),
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/manifests/base/role.yaml"
+        ))
+        .unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
     let op = Operator::start_with(api.store.clone(), dir.path().join("operator"), options);
@@ -85,7 +88,7 @@ impl Ground {
         std::fs::write(
             &cfg,
             format!(
-                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\n  maxBundleBytes: 1048576\n  runner:\n    allowedImages: [\"registry.invalid/*\", \"grafana/k6:*\"]\n    allowedSecrets: [api-credentials, absent, present]\n    maxCpu: \"6\"\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 6s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+                "repository:\n  url: {}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 2s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 8\n  maxBundleBytes: 1048576\n  runner:\n    allowedImages: [\"registry.invalid/*\", \"grafana/k6:*\"]\n    allowedSecrets: [api-credentials, absent, present]\n    allowedSecretLabel: perfsync.dev/runner-secret=true\n    maxCpu: \"6\"\nexecutor:\n  kind: kubernetes\n  namespace: {NS}\n  kubeconfig: {}\n  stallTimeout: 4s\n  leaderElection: {{leaseDuration: 6s}}\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
                 self.url,
                 dir.join("state").display(),
                 self.kubeconfig.display()

@@ -14,6 +14,7 @@ pub mod lease;
 pub mod mirror;
 pub mod pruned;
 pub mod reflect;
+pub mod secrets;
 pub mod watches;
 
 use super::run::{write_atomic, Collected, Meta, RunDir, StartRun};
@@ -62,6 +63,8 @@ pub enum KubeError {
     Local(#[from] super::run::DirError),
     #[error("the TestRun CRD installed in the cluster dropped {fields} from TestRun {testrun}: the k6-operator there is older than perfsync supports (v1.5.0 or later); install its current CRD")]
     Pruned { testrun: String, fields: String },
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
 }
 
 fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeError {
@@ -81,6 +84,10 @@ pub struct KubeExecutor {
     watches: watches::Watches,
     /// How each run's egress is confined, and what the policy lets it reach.
     pub egress: Egress,
+    /// Which Secrets a test's `secretEnv` may name.
+    pub secret_policy: secrets::SecretPolicy,
+    /// Values of the Secrets runs got, masked wherever a runner's output is kept or shown.
+    pub secret_book: secrets::SecretBook,
     /// The revision of every valid test, for pruning ConfigMaps.
     current: Mutex<BTreeMap<String, String>>,
 }
@@ -106,6 +113,8 @@ impl KubeExecutor {
             mirror: mirror::Mirror::new(client.clone(), &namespace),
             watches,
             egress: Egress::default(),
+            secret_policy: secrets::SecretPolicy::default(),
+            secret_book: secrets::SecretBook::default(),
             client,
             namespace,
             root,
@@ -143,6 +152,14 @@ impl KubeExecutor {
         let dir =
             RunDir::create(path.clone(), Meta::new(req, Utc::now())).map_err(|e| wrap(e.into()))?;
         let applied = async {
+            secrets::admit(
+                &Api::namespaced(self.client.clone(), &self.namespace),
+                &self.namespace,
+                &self.secret_policy,
+                &req.test.test.spec,
+                &self.secret_book,
+            )
+            .await?;
             self.ensure_configmap(req.test).await?;
             self.apply_testrun(req.test, &dir.meta).await
         }
@@ -362,6 +379,12 @@ impl KubeExecutor {
         {
             return c;
         }
+        secrets::remember(
+            &Api::namespaced(self.client.clone(), &self.namespace),
+            &dir.meta.spec,
+            &self.secret_book,
+        )
+        .await;
         let name = render::testrun_name(&dir.meta.test, &dir.meta.run_id);
         let n = dir.meta.parallelism.max(1);
         let mut view = self.watches.follow(&name);
