@@ -16,13 +16,25 @@ pub fn document() -> Value {
     let name =
         json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"}});
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
-    let hook = |provider: &str, header: &str| {
+    // A push webhook: its headers (name, required, description) and whether the provider can
+    // send its JSON in a form's `payload` field.
+    let hook = |summary: &str, headers: &[(&str, bool, &str)], forms: bool| {
+        let parameters: Vec<Value> = headers
+            .iter()
+            .map(|(name, required, description)| json!({"name": name, "in": "header", "required": required, "description": description, "schema": {"type": "string"}}))
+            .collect();
+        let mut content = json!({"application/json": {"schema": {"type": "object"}}});
+        if forms {
+            content["application/x-www-form-urlencoded"] = json!({"schema": {"type": "object", "required": ["payload"],
+                "properties": {"payload": {"type": "string", "description": "The push payload's JSON"}}}});
+        }
         json!({"post": {
-            "summary": format!("{provider} push webhook"),
-            "parameters": [{"name": header, "in": "header", "required": true, "schema": {"type": "string"}}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object"}}}},
+            "summary": summary,
+            "description": "A body without a Content-Type is read as JSON; a content type not listed here is answered 415. A push that deletes the tracked branch starts no sync: 202 `ignored`.",
+            "parameters": parameters,
+            "requestBody": {"required": true, "content": content},
             "responses": {"200": ok("Ping answered", json!({"type": "object"})), "202": ok("Sync queued, or event ignored", json!({"type": "object"})),
-                "400": err(), "401": err(), "404": err(), "413": {"description": "Body over 1 MiB"}}
+                "400": err(), "401": err(), "404": err(), "413": {"description": "Body over 1 MiB"}, "415": err()}
         }})
     };
     json!({
@@ -63,10 +75,14 @@ pub fn document() -> Value {
             "/api/v1/runs/{id}/abort": {"post": {"summary": "Stop an active run, or abort a queued one", "security": secured, "parameters": [id],
                 "responses": {"200": ok("Aborted before it started", json!({"type": "object"})), "202": ok("Stopping", json!({"type": "object"})), "401": err(), "404": err(), "409": err()}}},
             "/api/v1/sync": {"post": {"summary": "Sync now", "security": secured, "responses": {"202": ok("Sync queued", json!({"type": "object"})), "401": err()}}},
-            "/hooks/github": hook("GitHub", "X-Hub-Signature-256"),
-            "/hooks/gitlab": hook("GitLab", "X-Gitlab-Token"),
-            "/hooks/gitea": hook("Gitea", "X-Gitea-Signature"),
-            "/hooks/generic": hook("Generic HMAC", "X-Perfsync-Signature")
+            "/hooks/github": hook("GitHub push webhook", &[("X-Hub-Signature-256", true, "`sha256=` and the HMAC-SHA256 of the body as sent (the form, in form mode)"), ("X-GitHub-Event", true, "`push`, or `ping`")], true),
+            "/hooks/gitlab": hook("GitLab push webhook", &[("X-Gitlab-Token", true, "The secret token"), ("X-Gitlab-Event", true, "`Push Hook`")], false),
+            "/hooks/gitea": hook("Gitea or Forgejo push webhook", &[
+                ("X-Gitea-Signature", false, "HMAC-SHA256 of the JSON (in form mode: of the `payload` field); X-Forgejo-Signature instead from Forgejo, checked first when both come"),
+                ("X-Forgejo-Signature", false, "Forgejo's name for X-Gitea-Signature"),
+                ("X-Gitea-Event", false, "`push`; X-Forgejo-Event instead from Forgejo"),
+                ("X-Forgejo-Event", false, "Forgejo's name for X-Gitea-Event")], true),
+            "/hooks/generic": hook("Generic HMAC push webhook", &[("X-Perfsync-Signature", true, "`sha256=` and the HMAC-SHA256 of the body")], false)
         }
     })
 }
