@@ -21,6 +21,7 @@ fn run_json(r: &runs::RunRow, summary: Option<&crate::results::RunSummary>) -> V
         "id": r.id, "test": r.test, "revision": r.revision, "reason": r.reason, "trigger": r.trigger,
         "status": r.status, "commit": r.commit, "author": r.author,
         "createdAt": r.created_at, "startedAt": r.started_at, "endedAt": r.ended_at,
+        "ended": r.ended_at.is_some(),
         "summary": summary,
     })
 }
@@ -167,10 +168,27 @@ async fn list_runs(state: Arc<AppState>, q: HashMap<String, String>) -> Response
     answer(&state, StatusCode::OK, json!(out))
 }
 
-async fn get_run(state: Arc<AppState>, id: String) -> Response {
+/// `GET /api/v1/runs/{id}[?wait=D]`: with `wait`, answers once the run has ended or after
+/// `D` (at most [`super::wait::MAX_WAIT`]), whichever is first.
+async fn get_run(state: Arc<AppState>, id: String, q: HashMap<String, String>) -> Response {
     let Some(pool) = &state.pool else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
     };
+    if let Some(w) = q.get("wait") {
+        let wait = match crate::spec::duration::parse_duration(w) {
+            Ok(d) => d,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-wait",
+                    &format!("wait: {e} (a duration such as `30s`, at most 55s)"),
+                )
+            }
+        };
+        if let Err(e) = super::wait::until_ended(pool, &id, wait).await {
+            return db_error(&state, e);
+        }
+    }
     match runs::get(pool, &id).await {
         Ok(Some(r)) => {
             let s = results::get(pool, &id).await.ok().flatten();
@@ -337,8 +355,9 @@ pub fn routes(
     let run_r = base
         .and(warp::path!("runs" / String))
         .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
         .and(auth.clone())
-        .then(|id, a| authed(a, move |s| get_run(s, id)));
+        .then(|id, q, a| authed(a, move |s| get_run(s, id, q)));
     let logs_r = base
         .and(warp::path!("runs" / String / "logs"))
         .and(warp::get())

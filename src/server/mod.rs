@@ -5,6 +5,7 @@ pub mod hooks;
 pub mod mask;
 pub mod openapi;
 pub mod page;
+pub mod wait;
 
 use crate::metrics::Metrics;
 use crate::sync::triggers::Triggers;
