@@ -12,12 +12,19 @@
 //!    smallest one not above `min_magnitude` — is dropped and its two neighbours re-tested,
 //!    until none is to drop.
 //!
+//! Two departures from Otava 0.8.0, both corrections: the t-test pools sample variances
+//! (Otava hands population standard deviations to a formula for sample ones, which makes
+//! short segments look surer than they are), and after a merge drops a point it re-tests
+//! the points on *both* sides of the gap (Otava re-tests the one after and the one after
+//! that, leaving the one before with a stale, too short right segment).
+//! `otavaCompatible: true` reproduces both, so the two can be compared point for point.
+//!
 //! [`Detector`] keeps every window that was complete when computed: appending values only
 //! re-runs the windows the old end cut short (two or three), and the merge works on prefix
 //! sums. Its answer is always equal to [`change_points`] over the same values.
 
 use super::edivisive::window_change_points;
-use super::moments::{student_p, PrefixMoments, Segment};
+use super::moments::{student_p, Pooling, PrefixMoments, Segment};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +51,10 @@ pub struct ChangePointConfig {
     /// Smallest relative change kept, as a fraction (0.05 = 5 %), measured both ways
     /// (`max(|after/before - 1|, |before/after - 1|)`).
     pub min_magnitude: f64,
+    /// Compute exactly as Apache Otava 0.8.0 does, quirks included (see the module's
+    /// notes); for comparisons, not for judging.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub otava_compatible: bool,
 }
 
 impl Default for ChangePointConfig {
@@ -52,6 +63,7 @@ impl Default for ChangePointConfig {
             window: 50,
             max_p_value: 0.001,
             min_magnitude: 0.0,
+            otava_compatible: false,
         }
     }
 }
@@ -68,6 +80,14 @@ impl ChangePointConfig {
             return Err(ChangePointError::MinMagnitude(self.min_magnitude));
         }
         Ok(())
+    }
+
+    fn pooling(&self) -> Pooling {
+        if self.otava_compatible {
+            Pooling::Otava
+        } else {
+            Pooling::Sample
+        }
     }
 
     /// The split step's level: looser than the final one, so the merge has candidates to
@@ -105,13 +125,13 @@ pub struct ChangePoint {
     pub magnitude: f64,
 }
 
-fn describe(index: usize, before: Segment, after: Segment) -> ChangePoint {
+fn describe(index: usize, before: Segment, after: Segment, pooling: Pooling) -> ChangePoint {
     let rel = |to: f64, from: f64| if from == 0.0 { 0.0 } else { to / from - 1.0 };
     let forward = rel(after.mean, before.mean);
     let backward = rel(before.mean, after.mean);
     ChangePoint {
         index,
-        p_value: student_p(before, after),
+        p_value: student_p(before, after, pooling),
         mean_before: before.mean,
         mean_after: after.mean,
         stddev_before: before.stddev(),
@@ -220,7 +240,14 @@ impl Detector {
         let p = self.config.first_pass_p();
         while start < n {
             let end = (start + full).min(n);
-            let found = window_change_points(&self.values, &self.moments, start, end, p);
+            let found = window_change_points(
+                &self.values,
+                &self.moments,
+                start,
+                end,
+                p,
+                self.config.pooling(),
+            );
             let w = Window { start, end, found };
             start = self.next_start(&w);
             self.windows.push(w);
@@ -243,6 +270,7 @@ impl Detector {
                 weak[i],
                 self.moments.segment(before, weak[i]),
                 self.moments.segment(weak[i], after),
+                self.config.pooling(),
             )
         };
         let mut points: Vec<ChangePoint> = (0..weak.len()).map(|i| at(&weak, i)).collect();
@@ -259,11 +287,15 @@ impl Detector {
             weak.remove(drop);
             // Only the two neighbours' segments changed: the one before now reaches further
             // right, the one after further left.
-            if drop > 0 {
-                points[drop - 1] = at(&weak, drop - 1);
-            }
-            if drop < points.len() {
-                points[drop] = at(&weak, drop);
+            let retest = if cfg.otava_compatible {
+                [Some(drop), Some(drop + 1)]
+            } else {
+                [drop.checked_sub(1), Some(drop)]
+            };
+            for i in retest.into_iter().flatten() {
+                if i < points.len() {
+                    points[i] = at(&weak, i);
+                }
             }
         }
         points

@@ -3,7 +3,7 @@
 //! Student's t-test between the whole segments on either side passes, and repeat on the
 //! pieces until a split fails.
 
-use super::moments::{student_p, PrefixMoments};
+use super::moments::{student_p, Pooling, PrefixMoments};
 
 /// Sums of pairwise distances |z_i - z_k| over every segment `[p, q)` of a window, so the
 /// energy statistic of any split is O(1). O(L²) time and memory for a window of L values,
@@ -71,6 +71,7 @@ pub fn window_change_points(
     start: usize,
     end: usize,
     max_p: f64,
+    pooling: Pooling,
 ) -> Vec<usize> {
     let Some(window) = values.get(start..end) else {
         return Vec::new();
@@ -95,6 +96,7 @@ pub fn window_change_points(
         let p = student_p(
             moments.segment(start + lo, start + tau),
             moments.segment(start + tau, start + hi),
+            pooling,
         );
         if p > max_p {
             break;
@@ -144,7 +146,13 @@ mod tests {
             .map(|i| if i < 25 { 10.0 } else { 20.0 } + (i % 3) as f64 * 0.1)
             .collect();
         let m = moments(&xs);
-        assert_eq!(window_change_points(&xs, &m, 0, 40, 0.01), vec![25]);
-        assert_eq!(window_change_points(&xs, &m, 10, 40, 0.01), vec![25]);
+        assert_eq!(
+            window_change_points(&xs, &m, 0, 40, 0.01, Pooling::Sample),
+            vec![25]
+        );
+        assert_eq!(
+            window_change_points(&xs, &m, 10, 40, 0.01, Pooling::Sample),
+            vec![25]
+        );
     }
 }

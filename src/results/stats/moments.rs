@@ -47,14 +47,6 @@ impl PrefixMoments {
         self.sum_sq.push(q + d * d);
     }
 
-    pub fn len(&self) -> usize {
-        self.sum.len().saturating_sub(1)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Values `a..b` (`a < b ≤ len`).
     pub fn segment(&self, a: usize, b: usize) -> Segment {
         let n = b.saturating_sub(a);
@@ -76,16 +68,30 @@ impl PrefixMoments {
     }
 }
 
+/// How the t-test between two segments pools their spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    /// Student's test: the segments' squared deviations over n₁ + n₂ − 2.
+    Sample,
+    /// As Apache Otava 0.8.0 computes it: population standard deviations (÷ n) handed to
+    /// a formula that expects sample ones, which understates the spread of short segments.
+    Otava,
+}
+
 /// Two-sided p-value of Student's two-sample t-test (pooled variance) that two segments
 /// share a mean. Two single values say nothing (1); two flat segments at different levels
 /// are as different as can be (0).
-pub fn student_p(left: Segment, right: Segment) -> f64 {
+pub fn student_p(left: Segment, right: Segment, pooling: Pooling) -> f64 {
     if left.n == 0 || right.n == 0 || left.n + right.n <= 2 {
         return 1.0;
     }
     let df = (left.n + right.n - 2) as f64;
-    let pooled = (left.ss + right.ss) / df;
-    let se = (pooled * (1.0 / left.n as f64 + 1.0 / right.n as f64)).sqrt();
+    let (n1, n2) = (left.n as f64, right.n as f64);
+    let pooled = match pooling {
+        Pooling::Sample => (left.ss + right.ss) / df,
+        Pooling::Otava => ((n1 - 1.0) * left.ss / n1 + (n2 - 1.0) * right.ss / n2) / df,
+    };
+    let se = (pooled * (1.0 / n1 + 1.0 / n2)).sqrt();
     let diff = left.mean - right.mean;
     if se == 0.0 || !se.is_finite() {
         return if diff == 0.0 { 1.0 } else { 0.0 };
@@ -123,7 +129,7 @@ mod tests {
         [1.0, 2.0, 3.0, 4.0, 3.0, 4.0, 5.0, 6.0, 7.0]
             .iter()
             .for_each(|&x| m.push(x));
-        let p = student_p(m.segment(0, 4), m.segment(4, 9));
+        let p = student_p(m.segment(0, 4), m.segment(4, 9), Pooling::Sample);
         assert!((p - 0.038_333_728_836_030_87).abs() < 1e-10, "{p}");
     }
 }

@@ -1,0 +1,120 @@
+//! Generated series with known shifts for the statistics tests and benches: a small seeded
+//! generator (SplitMix64) and Box–Muller normals, so every figure is reproducible without
+//! a crate. Included by path (`#[path = "support/series.rs"] mod series;`), not through
+//! `support/mod.rs`, so the statistics tests build without the heavy test ground.
+#![allow(dead_code)]
+
+/// SplitMix64: tiny, fast, and good enough for noise (not for cryptography).
+pub struct Rng {
+    state: u64,
+    spare: Option<f64>,
+}
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng {
+            state: seed ^ 0x5DEE_CE66_D1CE_4E5B,
+            spare: None,
+        }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1): never 0, so its logarithm is finite.
+    pub fn uniform(&mut self) -> f64 {
+        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Standard normal (Box–Muller, both values used).
+    pub fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare.take() {
+            return z;
+        }
+        let (u, v) = (self.uniform(), self.uniform());
+        let r = (-2.0 * u.ln()).sqrt();
+        let a = 2.0 * std::f64::consts::PI * v;
+        self.spare = Some(r * a.sin());
+        r * a.cos()
+    }
+}
+
+/// `n` values around `level(i)` with normal noise of standard deviation `sd(i)`.
+pub fn generate(
+    seed: u64,
+    n: usize,
+    level: impl Fn(usize) -> f64,
+    sd: impl Fn(usize) -> f64,
+) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|i| level(i) + sd(i) * rng.normal()).collect()
+}
+
+/// Noise only: `level ± sd`.
+pub fn noise(seed: u64, n: usize, level: f64, sd: f64) -> Vec<f64> {
+    generate(seed, n, |_| level, |_| sd)
+}
+
+/// A step from `before` to `after` at index `at` (the first value of the new level).
+pub fn step(seed: u64, n: usize, at: usize, before: f64, after: f64, sd: f64) -> Vec<f64> {
+    generate(seed, n, |i| if i < at { before } else { after }, |_| sd)
+}
+
+/// A linear drift from `from` to `to` between indices `start` and `end`, flat outside.
+pub fn drift(
+    seed: u64,
+    n: usize,
+    start: usize,
+    end: usize,
+    from: f64,
+    to: f64,
+    sd: f64,
+) -> Vec<f64> {
+    let level = move |i: usize| {
+        if i <= start {
+            from
+        } else if i >= end {
+            to
+        } else {
+            from + (to - from) * (i - start) as f64 / (end - start) as f64
+        }
+    };
+    generate(seed, n, level, |_| sd)
+}
+
+/// The same level throughout; the noise changes from `sd_before` to `sd_after` at `at`.
+pub fn variance_change(
+    seed: u64,
+    n: usize,
+    at: usize,
+    level: f64,
+    sd_before: f64,
+    sd_after: f64,
+) -> Vec<f64> {
+    generate(
+        seed,
+        n,
+        |_| level,
+        |i| if i < at { sd_before } else { sd_after },
+    )
+}
+
+/// Noise with one value at `at` replaced by `outlier`.
+pub fn outlier(seed: u64, n: usize, at: usize, level: f64, sd: f64, value: f64) -> Vec<f64> {
+    let mut xs = noise(seed, n, level, sd);
+    xs[at] = value;
+    xs
+}
+
+/// Log-normal noise: `level · e^(σ·z)`, the shape of run-to-run latency noise.
+pub fn lognormal(seed: u64, n: usize, level: impl Fn(usize) -> f64, sigma: f64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|i| level(i) * (sigma * rng.normal()).exp())
+        .collect()
+}
