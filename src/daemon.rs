@@ -44,6 +44,8 @@ pub enum DaemonError {
     TaskDied(String),
     #[error("cannot watch the repository: {0}")]
     Watch(String),
+    #[error(transparent)]
+    Deliveries(#[from] crate::record::outbox::OutboxError),
 }
 
 /// Everything `serve` builds before it starts the tasks; tests build the same pieces.
@@ -201,6 +203,14 @@ pub async fn prepare(config: Config) -> Result<Parts, DaemonError> {
     recorder.check()?;
     let recorder = Arc::new(recorder);
     let scheduler = Arc::new(scheduler(&config, pool.clone(), recorder.clone()).await?);
+    if let Some(d) = crate::record::outbox::Deliveries::from_config(&config, pool.clone())? {
+        // Weak: the scheduler holds the recorder, which holds the deliveries.
+        let sched = Arc::downgrade(&scheduler);
+        d.set_labels(move |test| {
+            crate::record::outbox::labels_in(sched.upgrade()?.catalog()?.as_ref(), test)
+        });
+        recorder.set_deliveries(Arc::new(d));
+    }
     let mut hook_secrets = BTreeMap::new();
     let w = &config.webhooks;
     for (name, r) in [
@@ -336,6 +346,16 @@ pub async fn run(parts: Parts, mut stop: watch::Receiver<bool>) -> Result<(), Da
                 "results"
             }
             .instrument(tracing::info_span!("results")),
+        );
+    }
+    if let Some(d) = recorder.deliveries() {
+        let s = shutdown.clone();
+        tasks.spawn(
+            async move {
+                d.run(s).await;
+                "deliveries"
+            }
+            .instrument(tracing::info_span!("deliveries")),
         );
     }
     {

@@ -1,6 +1,8 @@
 //! The daemon's configuration file (`perfsync.yaml`): repository layout, policy, executor.
 //! The policy is the operator's; nothing in a test repository can widen it.
 
+pub mod forge;
+pub mod notifications;
 mod policy;
 mod runner_policy;
 mod secret;
@@ -43,6 +45,18 @@ pub struct Config {
     pub prometheus: Option<PrometheusConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grafana: Option<GrafanaConfig>,
+    /// Commit statuses and merge-request comments (GitHub, GitLab, Gitea/Forgejo).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forges: Vec<forge::ForgeConfig>,
+    /// Chat and webhook sinks told about verdicts (Slack, Teams, signed JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<notifications::SinkConfig>,
+    /// How deliveries to forges and sinks are retried.
+    #[serde(
+        default,
+        skip_serializing_if = "notifications::DeliveryConfig::is_default"
+    )]
+    pub delivery: notifications::DeliveryConfig,
 }
 
 /// The git write-back of results.
@@ -137,6 +151,11 @@ pub struct ServerConfig {
     /// came over TLS (`X-Forwarded-Proto: https`); for TLS proxies that do not say so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secure_cookie: bool,
+    /// The address people reach this server at (`https://perfsync.example.com`): commit
+    /// statuses, comments and notifications link to `<publicUrl>/runs/<run>`. No links when
+    /// unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// Who may read the status page (`server.page`).
@@ -161,6 +180,7 @@ impl Default for ServerConfig {
             api_token: None,
             page: PageAccess::default(),
             secure_cookie: false,
+            public_url: None,
         }
     }
 }
@@ -526,6 +546,9 @@ impl Default for Config {
             results: ResultsConfig::default(),
             prometheus: None,
             grafana: None,
+            forges: Vec::new(),
+            notifications: Vec::new(),
+            delivery: notifications::DeliveryConfig::default(),
         }
     }
 }
@@ -628,12 +651,40 @@ impl Config {
                 file: file.to_string(),
                 message,
             })?;
+        config
+            .check_deliveries()
+            .map_err(|message| ConfigError::Policy {
+                file: file.to_string(),
+                message,
+            })?;
         // Validation under this config refuses a test whose secretEnv the local executor
         // would not resolve.
         if config.executor.kind == ExecutorKind::Local {
             config.policy.local_secret_env = Some(config.executor.local.secret_env.clone());
         }
         Ok(config)
+    }
+
+    /// `forges`, `notifications`, `delivery` and `server.publicUrl`.
+    fn check_deliveries(&self) -> Result<(), String> {
+        forge::check_all(&self.forges)?;
+        notifications::check_all(&self.notifications)?;
+        self.delivery.check()?;
+        if let Some(u) = &self.server.public_url {
+            let ok = url::Url::parse(u).is_ok_and(|p| {
+                matches!(p.scheme(), "http" | "https")
+                    && p.host().is_some()
+                    && p.username().is_empty()
+                    && p.password().is_none()
+                    && p.query().is_none()
+            });
+            if !ok {
+                return Err(format!(
+                    "server.publicUrl: `{u}` is not an http(s) URL without credentials or query, e.g. `https://perfsync.example.com`"
+                ));
+            }
+        }
+        Ok(())
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

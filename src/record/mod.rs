@@ -1,8 +1,11 @@
 //! Record stage: PostgreSQL (sync state, runs, results, audit), later git write-back and Grafana.
 
 pub mod db;
+pub mod forge;
 pub mod git_results;
 pub mod grafana;
+pub mod notify;
+pub mod outbox;
 pub mod recorder;
 pub mod results;
 pub mod runs;

@@ -56,6 +56,8 @@ pub struct Recorder {
     /// Where the secret values this process knows come from (they grow as runs read
     /// Secrets): masked in every stored reason and note.
     secrets: std::sync::OnceLock<SecretSource>,
+    /// Commit statuses and notifications owed when runs start and end (`record/outbox.rs`).
+    deliveries: std::sync::OnceLock<Arc<super::outbox::Deliveries>>,
 }
 
 /// Inputs of [`Recorder::finish`].
@@ -92,7 +94,17 @@ impl Recorder {
             flush_lock: Mutex::new(()),
             key: std::sync::Mutex::new(None),
             secrets: std::sync::OnceLock::new(),
+            deliveries: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where statuses and notifications are enqueued (once; later calls are ignored).
+    pub fn set_deliveries(&self, d: Arc<super::outbox::Deliveries>) {
+        let _ = self.deliveries.set(d);
+    }
+
+    pub fn deliveries(&self) -> Option<Arc<super::outbox::Deliveries>> {
+        self.deliveries.get().cloned()
     }
 
     /// The key results files are sealed with (`<stateDir>/results.key`, made on first use).
@@ -171,6 +183,9 @@ impl Recorder {
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), RecorderError> {
         results::set_run_state(&self.pool, run_id, "running", serde_json::json!({})).await?;
+        if let Some(d) = self.deliveries.get() {
+            d.run_started(run_id).await;
+        }
         if let Some(g) = &self.grafana {
             if let Err(e) = g
                 .annotate(
@@ -231,6 +246,9 @@ impl Recorder {
         });
         self.mask(&mut summary);
         self.record(&summary).await?;
+        if let Some(d) = self.deliveries.get() {
+            d.run_ended(&summary).await;
+        }
         if let Err(e) = self.flush().await {
             // The result is in the database; the next flush (or the next start) pushes it.
             tracing::warn!(error = %e, run = %summary.run.id, "results write-back failed; will retry");
