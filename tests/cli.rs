@@ -606,3 +606,403 @@ fn the_build_script_takes_the_commit_from_git_from_perfsync_commit_or_says_unkno
         "{out}"
     );
 }
+
+/// `git` in `dir` with a fixed identity; panics on failure; stdout trimmed.
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// PATH with this build's perfsync first.
+fn path_with_perfsync() -> String {
+    let bin = Path::new(env!("CARGO_BIN_EXE_perfsync")).parent().unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A test repository as a team keeps it: policy.yaml and tests/a, tests/b on main.
+fn team_repo(dir: &Path) -> std::path::PathBuf {
+    let repo = dir.join("team");
+    write(&repo, "policy.yaml", POLICY);
+    for t in ["a", "b"] {
+        write(
+            &repo,
+            &format!("tests/{t}/perftest.yaml"),
+            &SPEC.replace("NAME", t),
+        );
+        write(&repo, &format!("tests/{t}/script.js"), SCRIPT);
+    }
+    git_in(&repo, &["init", "-q", "-b", "main"]);
+    git_in(&repo, &["add", "-A"]);
+    git_in(&repo, &["commit", "-q", "-m", "tests a and b"]);
+    repo
+}
+
+const BAD_SCRIPT: &str =
+    "import http from 'k6/http';\nexport default function () { http.get('http://10.9.8.7/'); }\n";
+
+#[test]
+fn the_pre_commit_hook_passes_a_valid_repository_and_fails_an_invalid_one_at_its_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    // The hook repository: this checkout's .pre-commit-hooks.yaml, committed (try-repo and
+    // `repo:` read a git repository).
+    let hooks = dir.path().join("hooks");
+    std::fs::create_dir(&hooks).unwrap();
+    std::fs::copy(
+        root.join(".pre-commit-hooks.yaml"),
+        hooks.join(".pre-commit-hooks.yaml"),
+    )
+    .unwrap();
+    git_in(&hooks, &["init", "-q", "-b", "main"]);
+    git_in(&hooks, &["add", "-A"]);
+    git_in(&hooks, &["commit", "-q", "-m", "hooks"]);
+    let rev = git_in(&hooks, &["rev-parse", "HEAD"]);
+    let repo = team_repo(dir.path());
+    let pre_commit = |args: &[&str]| -> (Option<i32>, String) {
+        let out = Command::new("pre-commit")
+            .args(args)
+            .current_dir(&repo)
+            .env("PATH", path_with_perfsync())
+            .env("PRE_COMMIT_HOME", dir.path().join("cache"))
+            .env("HOME", dir.path())
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap_or_else(|e| panic!("pre-commit ({e}): run scripts/setup.sh"));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let hooks_s = hooks.to_str().unwrap();
+
+    // try-repo, as pre-commit's docs say to try a hook repository.
+    let (code, text) = pre_commit(&["try-repo", hooks_s, "perfsync-validate", "--all-files"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("perfsync validate") && text.contains("Passed"),
+        "{text}"
+    );
+
+    // A test whose script reaches a host the policy does not allow.
+    write(&repo, "tests/c/perftest.yaml", &SPEC.replace("NAME", "c"));
+    write(&repo, "tests/c/script.js", BAD_SCRIPT);
+    git_in(&repo, &["add", "-A"]);
+    let (code, text) = pre_commit(&[
+        "try-repo",
+        hooks_s,
+        "perfsync-validate",
+        "--all-files",
+        "--verbose",
+    ]);
+    // Without --config there is no policy: valid, with the warning that says so.
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("no --config"), "{text}");
+
+    // As a team configures it: the hook pinned by rev, held to the policy.
+    write(
+        &repo,
+        ".pre-commit-config.yaml",
+        &format!(
+            "repos:\n  - repo: {hooks_s}\n    rev: {rev}\n    hooks:\n      - id: perfsync-validate\n        args: [--config, policy.yaml]\n"
+        ),
+    );
+    git_in(&repo, &["add", "-A"]);
+    let (code, text) = pre_commit(&["run", "--all-files"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("Failed"), "{text}");
+    assert!(
+        text.contains("tests/c/script.js:2:") && text.contains("[target-not-allowed]"),
+        "the output names the file and line: {text}"
+    );
+    // Only files it cares about trigger it; a fixed test passes (as a commit hook, too).
+    write(&repo, "tests/c/script.js", SCRIPT);
+    git_in(&repo, &["add", "-A"]);
+    let (code, text) = pre_commit(&["run"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Passed"), "{text}");
+    git_in(&repo, &["commit", "-q", "-m", "c"]);
+    write(&repo, "README.md", "load tests\n");
+    git_in(&repo, &["add", "README.md"]);
+    let (code, text) = pre_commit(&["run"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("(no files to check)Skipped"), "{text}");
+}
+
+/// A merge request on top of `team_repo`: tests/a changed, tests/c new, tests/bad invalid.
+fn merge_request(repo: &Path) -> String {
+    let base = git_in(repo, &["rev-parse", "HEAD"]);
+    git_in(repo, &["checkout", "-q", "-b", "mr"]);
+    write(
+        repo,
+        "tests/a/script.js",
+        &format!("{SCRIPT}// slower pacing\n"),
+    );
+    write(repo, "tests/c/perftest.yaml", &SPEC.replace("NAME", "c"));
+    write(repo, "tests/c/script.js", SCRIPT);
+    write(
+        repo,
+        "tests/bad/perftest.yaml",
+        &SPEC.replace("NAME", "bad"),
+    );
+    write(repo, "tests/bad/script.js", BAD_SCRIPT);
+    git_in(repo, &["add", "-A"]);
+    git_in(repo, &["commit", "-q", "-m", "mr"]);
+    base
+}
+
+/// Runs `script` as a CI runner runs a job's commands: bash, -e, -o pipefail.
+fn run_ci_script(script: &str, dir: &Path, env: &[(&str, String)]) -> (Option<i32>, String) {
+    let out = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn ci_vars(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["variables"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_gitlab_ci_example_reports_findings_as_code_quality_and_plans_the_merge() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ci: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("examples/ci/gitlab-ci.yml")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = team_repo(dir.path());
+    let base = merge_request(&repo);
+    // What the runner sets in a merge-request pipeline; the image puts perfsync on PATH.
+    let mut env: Vec<(&str, String)> = vec![
+        ("PATH", path_with_perfsync()),
+        ("HOME", dir.path().display().to_string()),
+        ("CI_PROJECT_DIR", repo.display().to_string()),
+        ("CI_PIPELINE_SOURCE", "merge_request_event".into()),
+        ("CI_MERGE_REQUEST_DIFF_BASE_SHA", base.clone()),
+    ];
+    let globals = ci_vars(&ci);
+    for (k, v) in &globals {
+        env.push((k.as_str(), v.clone()));
+    }
+    let job = |name: &str| -> String {
+        let j = &ci[name];
+        assert_eq!(j["image"]["name"], "$PERFSYNC_IMAGE");
+        assert_eq!(j["image"]["entrypoint"], serde_json::json!([""]));
+        j["script"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let validate = &ci["perfsync-validate"];
+    assert_eq!(validate["artifacts"]["when"], "always");
+    let report_file = validate["artifacts"]["reports"]["codequality"]
+        .as_str()
+        .unwrap();
+
+    let (code, log) = run_ci_script(&job("perfsync-validate"), &repo, &env);
+    assert_eq!(code, Some(1), "the invalid test fails the job: {log}");
+    assert!(
+        log.contains("tests/bad/script.js:2:"),
+        "the log shows it: {log}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join(report_file)).unwrap()).unwrap();
+    assert_eq!(report[0]["location"]["path"], "tests/bad/script.js");
+    assert_eq!(report[0]["location"]["lines"]["begin"], 2);
+
+    let plan_vars = ci_vars(&ci["perfsync-plan"]);
+    let mut plan_env = env.clone();
+    for (k, v) in &plan_vars {
+        plan_env.push((k.as_str(), v.clone()));
+    }
+    let (code, log) = run_ci_script(&job("perfsync-plan"), &repo, &plan_env);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("invalid  bad"), "{log}");
+    let plan = std::fs::read_to_string(repo.join("perfsync-plan.txt")).unwrap();
+    assert!(plan.contains(&format!("plan {}..", &base[..12])), "{plan}");
+    assert!(
+        plan.contains("(changed)") && plan.contains("(new)"),
+        "{plan}"
+    );
+    let run_lines: Vec<&str> = plan.lines().filter(|l| l.starts_with("run ")).collect();
+    assert_eq!(run_lines.len(), 2, "a and c run, b does not: {plan}");
+    assert!(!plan.contains(" b "), "{plan}");
+
+    // Fixed: both jobs pass; the report is empty.
+    write(&repo, "tests/bad/script.js", SCRIPT);
+    git_in(&repo, &["commit", "-q", "-am", "fix"]);
+    let (code, log) = run_ci_script(&job("perfsync-validate"), &repo, &env);
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join(report_file))
+            .unwrap()
+            .trim(),
+        "[]"
+    );
+    let (code, log) = run_ci_script(&job("perfsync-plan"), &repo, &plan_env);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("3 to run, 0 removed, 0 invalid"), "{log}");
+}
+
+#[test]
+fn the_github_actions_example_annotates_findings_and_summarises_the_plan() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let wf: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("examples/ci/github-actions.yml")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = team_repo(dir.path());
+    merge_request(&repo);
+    // The runner's checkout (fetch-depth 0): a clone of the repository holding origin/main,
+    // at the pull request's head.
+    let origin = dir.path().join("origin.git");
+    git_in(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            repo.to_str().unwrap(),
+            origin.to_str().unwrap(),
+        ],
+    );
+    let checkout = dir.path().join("checkout");
+    git_in(
+        dir.path(),
+        &[
+            "clone",
+            "-q",
+            origin.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    git_in(&checkout, &["checkout", "-q", "mr"]);
+    let summary = dir.path().join("summary.md");
+    let runner_temp = dir.path().join("runner");
+    std::fs::create_dir(&runner_temp).unwrap();
+    let mut env: Vec<(&str, String)> = vec![
+        ("PATH", path_with_perfsync()),
+        ("HOME", dir.path().display().to_string()),
+        ("GITHUB_STEP_SUMMARY", summary.display().to_string()),
+        ("RUNNER_TEMP", runner_temp.display().to_string()),
+        (
+            "GITHUB_PATH",
+            dir.path().join("github_path").display().to_string(),
+        ),
+    ];
+    let globals = ci_vars(&serde_json::json!({"variables": wf["env"]}));
+    for (k, v) in &globals {
+        env.push((k.as_str(), v.clone()));
+    }
+    assert_eq!(wf["on"]["pull_request"]["paths"][0], "tests/**");
+    let steps = wf["jobs"]["perfsync"]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["uses"], "actions/checkout@v4");
+    assert_eq!(steps[0]["with"]["fetch-depth"], 0);
+    let mut outputs = Vec::new();
+    let mut failed = false;
+    for step in steps {
+        let Some(script) = step["run"].as_str() else {
+            continue;
+        };
+        let name = step["name"].as_str().unwrap();
+        if name == "perfsync from the image" {
+            // It puts a docker wrapper on PATH; here PATH has this build's binary.
+            assert!(script.contains("docker run --rm --user"), "{script}");
+            continue;
+        }
+        // A step runs after a failed one only with `if: !cancelled()` (or always()).
+        let cond = step["if"].as_str().unwrap_or("success()");
+        if failed && !cond.contains("!cancelled()") && !cond.contains("always()") {
+            continue;
+        }
+        let mut step_env = env.clone();
+        if let Some(e) = step["env"].as_object() {
+            for (k, v) in e {
+                let v = v.as_str().unwrap();
+                let v = if v == "${{ github.base_ref }}" {
+                    "main".to_string()
+                } else {
+                    v.to_string()
+                };
+                step_env.push((k.as_str(), v));
+            }
+        }
+        let (code, log) = run_ci_script(script, &checkout, &step_env);
+        failed |= code != Some(0);
+        outputs.push((name.to_string(), code, log));
+    }
+    let validate = outputs
+        .iter()
+        .find(|(n, _, _)| n == "perfsync validate")
+        .unwrap();
+    assert_eq!(validate.1, Some(1), "{}", validate.2);
+    assert!(
+        validate
+            .2
+            .contains("::error file=tests/bad/script.js,line=2,"),
+        "an annotation on the line: {}",
+        validate.2
+    );
+    let plan = outputs
+        .iter()
+        .find(|(n, _, _)| n == "perfsync plan")
+        .expect("the plan runs after a failed validation");
+    assert_eq!(plan.1, Some(1), "{}", plan.2);
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        summary.starts_with("### perfsync plan\n```\nplan "),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("(changed)") && summary.contains("(new)"),
+        "{summary}"
+    );
+    assert!(summary.contains("invalid  bad"), "{summary}");
+    assert!(
+        summary.contains("2 to run, 0 removed, 1 invalid"),
+        "{summary}"
+    );
+}
