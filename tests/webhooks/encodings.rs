@@ -14,7 +14,7 @@ async fn github_forms_are_accepted_and_verified_over_the_raw_body() {
         "github-push-new-branch.json",
         &[("after", "1".repeat(40).into())],
     ));
-    let cases: Vec<(&str, Vec<(String, String)>, Vec<u8>, u16)> = vec![
+    let cases: Vec<(&str, HeaderList, Vec<u8>, u16)> = vec![
         (
             "signed over the JSON in the form, not the body sent",
             with_header(headers.clone(), "X-Hub-Signature-256", &sig(&json)),
@@ -89,7 +89,7 @@ async fn unsupported_content_types_are_415_and_named() {
         // Signed as if the body were JSON: a signature does not make a content type readable.
         with_header(push_headers(forge, JSON, json, SECRET), "Content-Type", ct)
     };
-    let cases: Vec<(&str, &str, Vec<(String, String)>, Vec<u8>)> = vec![
+    let cases: Vec<(&str, &str, HeaderList, Vec<u8>)> = vec![
         (
             "github",
             "text/plain",

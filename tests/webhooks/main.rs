@@ -40,6 +40,9 @@ pub struct Harness {
 
 pub const SECRET: &str = "It's a Secret to Everybody";
 
+/// A request's headers, in order.
+pub type HeaderList = Vec<(String, String)>;
+
 /// A daemon's sync loop and HTTP edge tracking `main`.
 pub async fn harness() -> Harness {
     harness_on("main").await
@@ -224,14 +227,9 @@ pub const FORM: &str = "application/x-www-form-urlencoded";
 /// A push request's headers as `forge` sends them for `json` sent as `content_type`, signed
 /// with `secret` the way that forge signs: GitHub over the body as sent, Gitea and Forgejo
 /// over the JSON (also when it goes in a form), GitLab with the token itself.
-pub fn push_headers(
-    forge: Forge,
-    content_type: &str,
-    json: &[u8],
-    secret: &str,
-) -> Vec<(String, String)> {
+pub fn push_headers(forge: Forge, content_type: &str, json: &[u8], secret: &str) -> HeaderList {
     let id = "f6266f16-1bf3-46a5-9ea4-602e06ead473";
-    let mut h: Vec<(String, String)> = vec![("Content-Type".into(), content_type.into())];
+    let mut h: HeaderList = vec![("Content-Type".into(), content_type.into())];
     let mut add = |k: &str, v: &str| h.push((k.to_string(), v.to_string()));
     match forge {
         Forge::Github => {
@@ -284,7 +282,7 @@ pub fn push_body(content_type: &str, json: &[u8]) -> Vec<u8> {
 }
 
 /// Replaces (or adds) one header.
-pub fn with_header(mut h: Vec<(String, String)>, name: &str, value: &str) -> Vec<(String, String)> {
+pub fn with_header(mut h: HeaderList, name: &str, value: &str) -> HeaderList {
     h.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
     h.push((name.to_string(), value.to_string()));
     h

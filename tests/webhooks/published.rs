@@ -157,7 +157,7 @@ async fn forgejo_headers_alone_are_enough_and_its_own_signature_is_checked() {
     let good = sign(SECRET, &json);
     let forgejo_only = push_headers(Forge::ForgejoOnly, JSON, &json, SECRET);
     let both = push_headers(Forge::Forgejo, JSON, &json, SECRET);
-    let cases: Vec<(&str, Vec<(String, String)>, Vec<u8>, u16)> = vec![
+    let cases: Vec<(&str, HeaderList, Vec<u8>, u16)> = vec![
         (
             "a wrong X-Forgejo-Signature is not rescued by a right X-Gitea-Signature",
             with_header(both.clone(), "X-Forgejo-Signature", &sign("guess", &json)),

@@ -102,7 +102,7 @@ fn hmac_ok(secret: &str, body: &[u8], hex_sig: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
@@ -213,7 +213,7 @@ pub fn judge(
             (Provider::Gitea, Encoding::Form) => match media::form_payload(body) {
                 Ok(p) => Cow::Owned(p),
                 Err(_) => return Verdict::Unauthorized(
-                    "a Gitea/Forgejo form is signed over its one `payload` field, and it has none",
+                    "a Gitea/Forgejo form is signed over its `payload` field, and it has not exactly one",
                 ),
             },
             _ => Cow::Borrowed(body),
