@@ -192,6 +192,11 @@ fn is_null_id(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b == b'0')
 }
 
+const NO_SIGNED_PAYLOAD: &str =
+    "a Gitea/Forgejo form is signed over its `payload` field, and it has not exactly one";
+
+/// What a webhook request comes to, in this order: its content type (415), its signature
+/// (401), then its JSON (400), event, branch (202 `ignored`) and commit.
 pub fn judge(
     provider: Provider,
     headers: &dyn Headers,
@@ -208,16 +213,13 @@ pub fn judge(
         Err(e) => return Verdict::Unsupported(e.to_string()),
     };
     // What the sender signed: the raw body, except a Gitea/Forgejo form's `payload` field.
-    let signed: Cow<[u8]> =
-        match (provider, encoding) {
-            (Provider::Gitea, Encoding::Form) => match media::form_payload(body) {
-                Ok(p) => Cow::Owned(p),
-                Err(_) => return Verdict::Unauthorized(
-                    "a Gitea/Forgejo form is signed over its `payload` field, and it has not exactly one",
-                ),
-            },
-            _ => Cow::Borrowed(body),
-        };
+    let signed: Cow<[u8]> = match (provider, encoding) {
+        (Provider::Gitea, Encoding::Form) => match media::form_payload(body) {
+            Ok(p) => Cow::Owned(p),
+            Err(_) => return Verdict::Unauthorized(NO_SIGNED_PAYLOAD),
+        },
+        _ => Cow::Borrowed(body),
+    };
     if let Err(why) = authenticate(provider, headers, &signed, secret) {
         return Verdict::Unauthorized(why);
     }
