@@ -205,8 +205,38 @@ async fn every_outcome_through_the_operator() {
     assert_eq!(cond(&pass, "Ready"), Some("True".into()));
     assert_eq!(cond(&pass, "Failed"), Some("False".into()));
     assert_eq!(cond(&pass, "Running"), Some("False".into()));
+    assert_eq!(cond(&pass, "Passed"), Some("True".into()), "{pass}");
     let fail = mirror("fail");
     assert_eq!(cond(&fail, "Failed"), Some("True".into()), "{fail}");
+    assert_eq!(cond(&fail, "Passed"), Some("False".into()), "{fail}");
+    // Events about each mirror, as `kubectl describe perftest` lists them (by the mirror's uid).
+    let events_of = |m: &Value| {
+        let uid = m["metadata"]["uid"].as_str().unwrap_or("-").to_string();
+        g.objects("", "events", "")
+            .into_iter()
+            .filter(|e| {
+                e["involvedObject"]["kind"] == "PerfTest" && e["involvedObject"]["uid"] == uid
+            })
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap_or("").to_string(),
+                    e["reason"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        events_of(&pass),
+        BTreeSet::from([
+            ("Normal".to_string(), "RunStarted".to_string()),
+            ("Normal".to_string(), "RunSucceeded".to_string())
+        ])
+    );
+    assert!(
+        events_of(&fail).contains(&("Warning".to_string(), "RunFailed".to_string())),
+        "{:?}",
+        events_of(&fail)
+    );
     assert_eq!(mirror("wide")["spec"]["parallelism"], 3);
     // One immutable ConfigMap per test revision, kept while the revision is current.
     let cms = g.objects("", "configmaps", "app.kubernetes.io/managed-by=perfsync");

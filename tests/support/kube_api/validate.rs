@@ -376,7 +376,61 @@ pub fn builtin(
             }
         }
         "secrets" => data_maps(obj, None, "data", &mut errs).map_err(decode)?,
+        "events" => event(obj, &mut errs),
         _ => {}
     }
     Ok(errs)
+}
+
+/// Core v1 Events as the apiserver's `legacyValidateEvent` checks them
+/// (pkg/apis/core/validation/events.go): the involved object's namespace is the event's; an
+/// event with `eventTime` (the "new" shape) needs a reporting component and instance, an
+/// action and a reason, each within its length limit.
+fn event(obj: &Value, errs: &mut Vec<FieldError>) {
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let involved = obj
+        .pointer("/involvedObject/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let str_of = |p: &str| obj.pointer(p).and_then(Value::as_str).unwrap_or("");
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        let mismatch = if involved.is_empty() {
+            !ns.is_empty() && ns != "default"
+        } else {
+            ns != involved
+        };
+        if mismatch {
+            errs.push(FieldError::invalid(
+                "involvedObject.namespace",
+                &json!(involved),
+                "does not match event.namespace",
+            ));
+        }
+    } else {
+        for (field, path, limit) in [
+            ("reportingComponent", "/reportingComponent", usize::MAX),
+            ("reportingInstance", "/reportingInstance", 128),
+            ("action", "/action", 128),
+            ("reason", "/reason", 128),
+        ] {
+            let v = str_of(path);
+            if v.is_empty() {
+                errs.push(FieldError::required(field));
+            } else if v.len() > limit {
+                errs.push(FieldError::too_long(
+                    field,
+                    &format!("must have at most {limit} bytes"),
+                ));
+            }
+        }
+        if str_of("/message").len() > 1024 {
+            errs.push(FieldError::too_long(
+                "message",
+                "must have at most 1024 bytes",
+            ));
+        }
+    }
 }
