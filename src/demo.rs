@@ -1,15 +1,76 @@
 //! A small HTTP service on loopback for the examples and the demo to load-test: it answers
-//! like a shop's API, with a little latency, so runs have something real to measure.
+//! like a shop's API, with a little latency, so runs have something real to measure. Its
+//! latency can be stepped up while it runs (`PUT /admin/delay` with a number of
+//! milliseconds), so a regression can be shown and tested end to end.
 
 use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use warp::Filter;
+
+/// Extra milliseconds added to every `/api` answer.
+#[derive(Clone, Default)]
+pub struct Delay(Arc<AtomicU64>);
+
+impl Delay {
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms.min(10_000), Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 fn jitter(base_ms: u64) -> Duration {
     Duration::from_millis(base_ms + fastrand::u64(0..=base_ms))
 }
 
 pub fn routes() -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    routes_with(Delay::default())
+}
+
+pub fn routes_with(
+    delay: Delay,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let d = delay.clone();
+    let extra = warp::path::full()
+        .then(move |p: warp::path::FullPath| {
+            let ms = if p.as_str().starts_with("/api/") {
+                d.get()
+            } else {
+                0
+            };
+            async move {
+                if ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            }
+        })
+        .untuple_one();
+    let d = delay.clone();
+    let set_delay = warp::put()
+        .and(warp::path!("admin" / "delay"))
+        .and(warp::body::content_length_limit(32))
+        .and(warp::body::bytes())
+        .map(move |b: bytes::Bytes| {
+            match std::str::from_utf8(&b)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            {
+                Some(ms) => {
+                    d.set(ms);
+                    warp::reply::with_status(
+                        warp::reply::json(&json!({"delayMs": d.get()})),
+                        warp::http::StatusCode::OK,
+                    )
+                }
+                None => warp::reply::with_status(
+                    warp::reply::json(&json!({"error": "the body is a number of milliseconds"})),
+                    warp::http::StatusCode::BAD_REQUEST,
+                ),
+            }
+        });
     let health = warp::path!("health").map(|| warp::reply::json(&json!({"status": "ok"})));
     let items = warp::get().and(warp::path!("api" / "items")).and(warp::query::<std::collections::HashMap<String, String>>()).then(|q: std::collections::HashMap<String, String>| async move {
         tokio::time::sleep(jitter(2)).await;
@@ -55,14 +116,8 @@ pub fn routes() -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Reje
         tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
         "slow"
     });
-    health
-        .or(items)
-        .or(item)
-        .or(search)
-        .or(orders)
-        .or(login)
-        .or(checkout)
-        .or(slow)
+    let api = extra.and(items.or(item).or(search).or(orders).or(login).or(checkout));
+    health.or(set_delay).or(api).or(slow)
 }
 
 /// Serves until the listener's task is dropped.
