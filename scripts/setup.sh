@@ -9,10 +9,11 @@ set -euo pipefail
 # checked in Debian's headless Chromium; the local executor sandboxes its runners with
 # bubblewrap (and `setpriv`, from util-linux, when the daemon runs as root). The image test
 # builds the container image with buildah from a Debian root file system made by mmdebstrap
-# and runs it with podman on runc (scripts/image.sh, tests/image.rs).
+# and runs it with podman on runc (scripts/image.sh, tests/image.rs). The README's Argo CD
+# health check runs in Lua 5.4 with cjson (tests/health_checks.rs).
 need=()
 for p in libssl-dev pkg-config openssh-server prometheus chromium bubblewrap util-linux \
-  buildah podman runc mmdebstrap; do
+  buildah podman runc mmdebstrap lua5.4 lua-cjson; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -38,6 +39,8 @@ py_need=()
 python3 -c 'import kubernetes_validate.version as v; assert v.__version__ == "1.37.0"' 2>/dev/null \
   || py_need+=(kubernetes-validate==1.37.0)
 pre-commit --version 2>/dev/null | grep '^pre-commit 4\.' >/dev/null || py_need+=("pre-commit>=4,<5")
+# The README's Flux healthCheckExprs are evaluated by a CEL implementation (tests/health_checks.rs).
+python3 -c 'import celpy' 2>/dev/null || py_need+=(cel-python==0.5.0)
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "setup: installing ${py_need[*]} from PyPI"
   pip install --quiet "${py_need[@]}"
