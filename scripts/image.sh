@@ -142,8 +142,9 @@ build() { # build TARGET TAG...
   local tag_args=()
   for t in "$@"; do tag_args+=(-t "$t"); done
   # --network host: the runtime stage's apt-get reaches Debian's mirror as this host does.
-  # --layers: the apt-get layers are reused while the base does not change.
-  if ! buildah build --layers --network host -f Containerfile --target "$target" \
+  # --layers: the apt-get layers are reused while the base does not change. --force-rm: no
+  # working container of a FROM-only stage (k6, bin) is left behind.
+  if ! buildah build --layers --force-rm --network host -f Containerfile --target "$target" \
     "${args[@]}" "${tag_args[@]}" . >"$work/build-$target.log" 2>&1; then
     tail -n 40 "$work/build-$target.log" >&2
     echo "image.sh: buildah build --target $target failed (log: $work/build-$target.log)" >&2
@@ -154,6 +155,11 @@ old_ci_id=$(buildah images --noheading --format '{{.ID}}' "${ci_tags[0]}" 2>/dev
 build runtime "${tags[@]}"
 build ci "${ci_tags[@]}"
 new_ci_id=$(buildah images --noheading --format '{{.ID}}' "${ci_tags[0]}" | sed -n 1p)
+# Each binary leaves an untagged image of the `prebuilt` stage (the layer cache): drop them.
+for id in $(buildah images --noheading --format '{{.ID}}' --filter dangling=true \
+  --filter label=dev.perfsync.stage=prebuilt 2>/dev/null || true); do
+  buildah rmi "$id" >/dev/null 2>&1 || true
+done
 if [ -n "$old_ci_id" ] && [ "$old_ci_id" != "$new_ci_id" ]; then
   buildah rmi "$old_ci_id" >/dev/null 2>&1 || true
 fi
