@@ -118,3 +118,78 @@ pub fn lognormal(seed: u64, n: usize, level: impl Fn(usize) -> f64, sigma: f64) 
         .map(|i| level(i) * (sigma * rng.normal()).exp())
         .collect()
 }
+
+/// What the per-run gate does on a generated history, run by run.
+pub mod gate_sim {
+    use perfsync::results::stats::{
+        gate_run, GateConfig, InconclusiveReason, MetricRule, Observation, Verdict,
+    };
+
+    #[derive(Debug, Default, Clone, Copy)]
+    pub struct Outcome {
+        /// Runs judged before the step (noise only) and how many were called regressions.
+        pub judged_before: u64,
+        pub false_alarms: u64,
+        /// Steps flagged, the runs from the step to the flag summed (0: the step's own run),
+        /// and steps never flagged within the history.
+        pub flagged: u64,
+        pub delay_sum: u64,
+        pub missed: u64,
+    }
+
+    impl Outcome {
+        pub fn false_alarm_rate(&self) -> f64 {
+            self.false_alarms as f64 / self.judged_before.max(1) as f64
+        }
+        pub fn mean_delay(&self) -> f64 {
+            self.delay_sum as f64 / self.flagged.max(1) as f64
+        }
+    }
+
+    /// Latency histories (log-normal noise `sigma` around 100 ms) of `runs` runs stepping by
+    /// `step` (0.2 = +20 %) at run `at`, judged one run at a time against the last accepted
+    /// runs, over `seeds` seeds. Accepted: what the gate says may join the baseline, or
+    /// every run when `hold_out` is false.
+    pub fn simulate(
+        config: &GateConfig,
+        rule: &MetricRule,
+        sigma: f64,
+        step: f64,
+        at: usize,
+        runs: usize,
+        seeds: u64,
+        hold_out: bool,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        for seed in 0..seeds {
+            let level = |i: usize| if i < at { 100.0 } else { 100.0 * (1.0 + step) };
+            let xs = super::lognormal(seed, runs, level, sigma);
+            let mut accepted: Vec<Observation> = Vec::new();
+            let mut found = None;
+            for (i, &x) in xs.iter().enumerate() {
+                let obs = Observation::exact(format!("r{i}"), x);
+                let r = gate_run(&obs, &accepted, rule, config).expect("valid config");
+                let regressed = r.verdict == Verdict::Regressed;
+                if i < at && r.reason != Some(InconclusiveReason::TooFewRuns) {
+                    out.judged_before += 1;
+                    out.false_alarms += u64::from(regressed);
+                }
+                if i >= at && regressed && found.is_none() {
+                    found = Some(i - at);
+                }
+                if r.joins_baseline || !hold_out {
+                    accepted.push(obs);
+                }
+            }
+            match found {
+                Some(d) if step != 0.0 => {
+                    out.flagged += 1;
+                    out.delay_sum += d as u64;
+                }
+                _ if step != 0.0 => out.missed += 1,
+                _ => {}
+            }
+        }
+        out
+    }
+}

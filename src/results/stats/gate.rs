@@ -273,6 +273,11 @@ pub struct GateResult {
     pub baseline_center: Option<f64>,
     /// The runs the value was compared with, oldest first.
     pub baseline_runs: Vec<String>,
+    /// Whether this run may join the baseline of later runs: not when it regressed, nor
+    /// when it moved past the tolerance the worse way and only the noise kept that from
+    /// being significant. A missed step would otherwise creep into the baseline and hide
+    /// itself from every later run. An acknowledgement overrides this.
+    pub joins_baseline: bool,
 }
 
 /// Judges one new run's value against earlier runs (oldest first; the gate keeps the last
@@ -318,6 +323,7 @@ pub fn gate(
         detectable_effect: None,
         baseline_center: None,
         baseline_runs: runs,
+        joins_baseline: false,
     };
     let observed: Option<Vec<f64>> = current.iter().map(|o| scale.to(o.value)).collect();
     let observed = match observed {
@@ -329,6 +335,7 @@ pub fn gate(
     };
     if base.len() < config.min_runs {
         result.reason = Some(InconclusiveReason::TooFewRuns);
+        result.joins_baseline = true;
         return Ok(result);
     }
     let method = resolve(config, base.len(), observed.len());
@@ -387,6 +394,11 @@ pub fn gate(
         (Verdict::Inconclusive, Some(InconclusiveReason::TooNoisy))
     } else {
         (Verdict::Unchanged, None)
+    };
+    result.joins_baseline = match result.verdict {
+        Verdict::Regressed => false,
+        Verdict::Inconclusive => !(big && worse),
+        Verdict::Improved | Verdict::Unchanged => true,
     };
     Ok(result)
 }
