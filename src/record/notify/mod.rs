@@ -120,7 +120,14 @@ impl Sink {
                 );
             }
         }
+        // The URL and its path (where Slack and Teams keep the credential) never show.
+        let path = url::Url::parse(&self.url)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
         let mut secrets = vec![self.url.as_str()];
+        if path.len() > 1 {
+            secrets.push(&path);
+        }
         if let Some(s) = &self.secret {
             secrets.push(s);
         }
@@ -131,16 +138,24 @@ impl Sink {
                     sink: self.name.clone(),
                     source,
                 })?;
-        // Slack answers `ok`; anything else with a 2xx came from somewhere else (a proxy).
-        if self.kind == SinkKind::Slack && !text.trim().is_empty() && text.trim() != "ok" {
-            let why: String = text.chars().take(120).collect();
-            return Err(NotifyError::Answer {
-                sink: self.name.clone(),
-                why: format!(
-                    "Slack answered `{}`, not `ok`",
-                    crate::results::mask::mask(why.trim(), &secrets)
-                ),
-            });
+        // Slack's incoming webhooks answer `ok` (errors come with 4xx/5xx); an answer saying
+        // `"ok": false` (Slack's Web API style, from a proxy or a workflow) is a refusal.
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if v.get("ok") == Some(&serde_json::Value::Bool(false)) {
+                let why: String = v["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .chars()
+                    .take(120)
+                    .collect();
+                return Err(NotifyError::Answer {
+                    sink: self.name.clone(),
+                    why: format!(
+                        "answered `ok: false` ({})",
+                        crate::results::mask::mask(&why, &secrets)
+                    ),
+                });
+            }
         }
         Ok(())
     }
