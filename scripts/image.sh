@@ -50,6 +50,9 @@ base_image=localhost/perfsync-base:bookworm
 k6_image=localhost/perfsync-k6:$K6_VERSION
 work=target/image
 mkdir -p "$work"
+# One build at a time in this checkout (the image test may run beside a person's build).
+exec 9>"$work/.lock"
+flock 9
 
 old_id=$(buildah images --noheading --format '{{.ID}}' "${tags[0]}" 2>/dev/null | sed -n 1p || true)
 args=(--build-arg PERFSYNC_COMMIT="$commit" --build-arg PERFSYNC_VERSION="$version")
