@@ -372,3 +372,114 @@ async fn a_status_owed_when_the_daemon_is_killed_is_sent_exactly_once_after_a_re
     drop(daemon);
     db.drop_schema().await;
 }
+
+/// A recorded run of `test` at `sha`: its queued-then-ended row and its result.
+async fn recorded(
+    pool: &sqlx::PgPool,
+    run: &str,
+    test: &str,
+    sha: &str,
+    status: &str,
+) -> perfsync::results::RunSummary {
+    sqlx::query("INSERT INTO test_runs (id, test, revision, attempt, reason, trigger, status, commit, started_at) VALUES ($1, $2, 'rev', 1, 'new', 'change', 'running', $3, now())")
+        .bind(run)
+        .bind(test)
+        .bind(sha)
+        .execute(pool)
+        .await
+        .unwrap();
+    let s: perfsync::results::RunSummary = serde_json::from_value(serde_json::json!({
+        "apiVersion": "perfsync.dev/v1alpha1", "kind": "RunSummary",
+        "run": {"id": run, "test": test, "revision": "rev", "commit": sha, "trigger": "change",
+                "executor": "local", "parallelism": 1, "start": "2025-01-01T00:00:00Z",
+                "end": "2025-01-01T00:00:05Z", "durationSeconds": 5.0},
+        "status": status,
+        "metrics": {"http_req_duration": {"type": "trend", "values": {"p(95)": 42.0}}},
+        "thresholds": [], "runners": []
+    }))
+    .unwrap();
+    assert!(perfsync::record::results::record_result(pool, &s, None)
+        .await
+        .unwrap());
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_plans_once_gives_up_after_max_attempts_and_catches_up_what_a_crash_left() {
+    let gh = forges::github::start(GH_TOKEN, "qa/load-tests").await;
+    gh.set_down(true);
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    std::env::set_var("FS_OUTBOX_TOKEN", GH_TOKEN);
+    let config = perfsync::config::Config::parse(
+        "perfsync.yaml",
+        &format!(
+            "server:\n  publicUrl: {PUBLIC}\ndelivery:\n  maxAttempts: 3\n  initialBackoff: 50ms\n  maxBackoff: 100ms\n  requestTimeout: 2s\nforges:\n- kind: github\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_OUTBOX_TOKEN}}\n",
+            forges::github::api_url(&gh)
+        ),
+    )
+    .unwrap();
+    let d = perfsync::record::outbox::Deliveries::from_config(&config, pool.clone())
+        .unwrap()
+        .expect("a forge is configured");
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let s = recorded(&pool, "t-0123456789-1", "t", sha, "failed").await;
+
+    assert_eq!(d.plan_ended(&s).await.unwrap(), 1, "one status");
+    assert_eq!(d.plan_ended(&s).await.unwrap(), 0, "planned once");
+    assert_eq!(
+        d.plan_started(&s.run.id).await.unwrap(),
+        0,
+        "no start after the end"
+    );
+
+    // Down for every attempt: given up after maxAttempts, recorded.
+    for _ in 0..60 {
+        d.pass().await.unwrap();
+        let state: String = sqlx::query_scalar("SELECT state FROM deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if state != "pending" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (state, attempts, last_status, last_error): (String, i32, Option<i32>, Option<String>) =
+        sqlx::query_as("SELECT state, attempts, last_status, last_error FROM deliveries")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (state.as_str(), attempts, last_status),
+        ("failed", 3, Some(500))
+    );
+    let last_error = last_error.unwrap();
+    assert!(
+        last_error.starts_with("gave up after 3 attempts: github: HTTP 500"),
+        "{last_error}"
+    );
+    assert_eq!(gh.answered("/statuses/", 500), 3);
+
+    // A result recorded by a process that died before planning: the catch-up plans it, once.
+    gh.set_down(false);
+    let s2 = recorded(&pool, "u-0123456789-1", "u", sha, "succeeded").await;
+    assert_eq!(d.catch_up().await.unwrap(), 1);
+    assert_eq!(d.catch_up().await.unwrap(), 0);
+    d.pass().await.unwrap();
+    let got = states(&gh, sha, "perfsync/u");
+    assert_eq!(got, vec!["success".to_string()]);
+    let sent: String = sqlx::query_scalar("SELECT state FROM deliveries WHERE run_id = $1")
+        .bind(&s2.run.id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(sent, "sent");
+    let status = gh.statuses().pop().unwrap();
+    assert_eq!(
+        status.target_url,
+        Some(format!("{PUBLIC}/runs/{}", s2.run.id))
+    );
+    assert_eq!(status.description, "succeeded · p95 42 ms (no baseline)");
+    db.drop_schema().await;
+}
