@@ -2,8 +2,8 @@
 //!
 //! `PERFSYNC_COMMIT` wins when set (a build without `.git`, such as the container build, is
 //! given the commit by `scripts/image.sh`); otherwise `git rev-parse HEAD` in the source tree;
-//! otherwise `unknown`. The script runs again when HEAD moves (`.git/HEAD`, the branch's ref
-//! file, `packed-refs`), so a new commit is never reported as the old one.
+//! otherwise `unknown`. The script runs again when HEAD moves (`.git/HEAD`, the branch's ref),
+//! so a new commit is never reported as the old one, and only then.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,25 +31,30 @@ fn main() {
     println!("cargo:rerun-if-env-changed=PERFSYNC_COMMIT");
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
 
-    // The files that move with HEAD: HEAD itself (in a worktree's own git dir), the ref it
-    // names and packed-refs (in the common git dir). A path that does not exist yet is still
-    // watched: cargo reruns the script when it appears.
+    // The files that move with HEAD: HEAD itself (in a worktree's own git dir), and the ref it
+    // names (in the common git dir): its loose file, or, when the ref is packed, packed-refs
+    // and the folder its loose file would appear in. Only paths that exist are named: cargo
+    // reruns a build script on every build while a path it watches is missing.
     if let Some(git_dir) = git(&manifest_dir, &["rev-parse", "--git-dir"]) {
         let git_dir = manifest_dir.join(git_dir);
         let common = git(&manifest_dir, &["rev-parse", "--git-common-dir"])
             .map(|c| manifest_dir.join(c))
             .unwrap_or_else(|| git_dir.clone());
-        println!("cargo:rerun-if-changed={}", git_dir.join("HEAD").display());
+        let mut watch = vec![git_dir.join("HEAD")];
         if let Some(head_ref) = git(&manifest_dir, &["symbolic-ref", "-q", "HEAD"]) {
-            println!(
-                "cargo:rerun-if-changed={}",
-                common.join(&head_ref).display()
-            );
+            let loose = common.join(&head_ref);
+            if loose.is_file() {
+                watch.push(loose);
+            } else {
+                watch.push(common.join("packed-refs"));
+                if let Some(dir) = loose.ancestors().skip(1).find(|d| d.is_dir()) {
+                    watch.push(dir.to_path_buf());
+                }
+            }
         }
-        println!(
-            "cargo:rerun-if-changed={}",
-            common.join("packed-refs").display()
-        );
+        for path in watch.iter().filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
     }
 
     let commit = match std::env::var("PERFSYNC_COMMIT") {

@@ -590,15 +590,36 @@ fn the_build_script_takes_the_commit_from_git_from_perfsync_commit_or_says_unkno
         "{out}"
     );
     let git_dir = repo.join(".git");
-    for watched in ["HEAD", "refs/heads/trunk", "packed-refs"] {
-        assert!(
-            out.contains(&format!(
-                "cargo:rerun-if-changed={}\n",
-                git_dir.join(watched).display()
-            )),
-            "{watched}: {out}"
-        );
-    }
+    let watched = |out: &str| -> Vec<std::path::PathBuf> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("cargo:rerun-if-changed="))
+            .filter(|p| *p != "build.rs")
+            .map(std::path::PathBuf::from)
+            .collect()
+    };
+    // Only paths that exist: cargo reruns a script whose watched path is missing every time.
+    assert_eq!(
+        watched(&out),
+        vec![git_dir.join("HEAD"), git_dir.join("refs/heads/trunk")],
+        "{out}"
+    );
+    // A packed ref: packed-refs, and the folder a new loose ref would appear in.
+    git(&["pack-refs", "--all"]);
+    assert!(!git_dir.join("refs/heads/trunk").exists());
+    let out = run(&repo, None);
+    assert!(
+        out.contains(&format!("cargo:rustc-env=PERFSYNC_COMMIT={head}\n")),
+        "{out}"
+    );
+    assert_eq!(
+        watched(&out),
+        vec![
+            git_dir.join("HEAD"),
+            git_dir.join("packed-refs"),
+            git_dir.join("refs/heads")
+        ],
+        "{out}"
+    );
     // PERFSYNC_COMMIT wins over git.
     let out = run(&repo, Some("feedface"));
     assert!(
