@@ -9,7 +9,7 @@ use perfsync::results::stats::{
     gate, gate_run, t_two_sided, Direction, EffectUnit, ErrorBound, GateConfig, GateError,
     GateResult, InconclusiveReason, Method, MetricRule, Observation, Scale, Verdict,
 };
-use series::gate_sim::simulate;
+use series::gate_sim::{simulate, Scenario};
 
 /// Latencies (ms) of ten earlier runs; geometric mean 100.486.
 const BASE: [f64; 10] = [
@@ -450,7 +450,7 @@ fn false_alarms_on_noise_per_method() {
             window: k,
             ..GateConfig::default()
         };
-        let o = simulate(&cfg, &rule, 0.05, 0.0, 60, 60, 200, true);
+        let o = simulate(&cfg, &rule, &Scenario::noise());
         println!(
             "{method:?} K={k}: {} false alarms in {} runs ({:.3} %)",
             o.false_alarms,
@@ -476,8 +476,12 @@ fn significance_alone_is_calibrated() {
         noise_limit: None,
         ..GateConfig::default()
     };
-    let student = simulate(&cfg(Method::Student), &rule, 0.05, 0.0, 60, 60, 200, false);
-    let z = simulate(&cfg(Method::ZScore), &rule, 0.05, 0.0, 60, 60, 200, false);
+    let all_join = Scenario {
+        hold_out: false,
+        ..Scenario::noise()
+    };
+    let student = simulate(&cfg(Method::Student), &rule, &all_join);
+    let z = simulate(&cfg(Method::ZScore), &rule, &all_join);
     println!(
         "α = 0.05, no tolerance: student {:.2} %, z-score {:.2} %",
         student.false_alarm_rate() * 100.0,
@@ -509,7 +513,7 @@ fn detection_delay_on_a_step_per_method() {
             window: k,
             ..GateConfig::default()
         };
-        let o = simulate(&cfg, &rule, 0.05, 0.2, 30, 60, 200, true);
+        let o = simulate(&cfg, &rule, &Scenario::step(0.2));
         println!(
             "{method:?} K={k}: flagged {} of 200, mean delay {:.2} runs, missed {}",
             o.flagged,

@@ -146,20 +146,51 @@ pub mod gate_sim {
         }
     }
 
-    /// Latency histories (log-normal noise `sigma` around 100 ms) of `runs` runs stepping by
-    /// `step` (0.2 = +20 %) at run `at`, judged one run at a time against the last accepted
-    /// runs, over `seeds` seeds. Accepted: what the gate says may join the baseline, or
-    /// every run when `hold_out` is false.
-    pub fn simulate(
-        config: &GateConfig,
-        rule: &MetricRule,
-        sigma: f64,
-        step: f64,
-        at: usize,
-        runs: usize,
-        seeds: u64,
-        hold_out: bool,
-    ) -> Outcome {
+    /// Latency histories of `runs` runs, log-normal noise `sigma` around 100 ms, stepping by
+    /// `step` (0.2 = +20 %) at run `at`, over `seeds` seeds.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Scenario {
+        pub sigma: f64,
+        pub step: f64,
+        pub at: usize,
+        pub runs: usize,
+        pub seeds: u64,
+        /// Runs join the baseline as the gate says (`joinsBaseline`); false: every run does.
+        pub hold_out: bool,
+    }
+
+    impl Scenario {
+        /// 5 % noise, 60 runs, no step.
+        pub fn noise() -> Self {
+            Scenario {
+                sigma: 0.05,
+                step: 0.0,
+                at: 60,
+                runs: 60,
+                seeds: 200,
+                hold_out: true,
+            }
+        }
+        /// 5 % noise, a step at run 30 of 60.
+        pub fn step(step: f64) -> Self {
+            Scenario {
+                step,
+                at: 30,
+                ..Self::noise()
+            }
+        }
+    }
+
+    /// Each history judged one run at a time against the last accepted runs.
+    pub fn simulate(config: &GateConfig, rule: &MetricRule, sc: &Scenario) -> Outcome {
+        let Scenario {
+            sigma,
+            step,
+            at,
+            runs,
+            seeds,
+            hold_out,
+        } = *sc;
         let mut out = Outcome::default();
         for seed in 0..seeds {
             let level = |i: usize| if i < at { 100.0 } else { 100.0 * (1.0 + step) };

@@ -17,6 +17,7 @@ pub mod gate;
 mod moments;
 mod sample;
 pub mod series;
+mod significance;
 
 pub use changepoint::{change_points, ChangePoint, ChangePointConfig, ChangePointError, Detector};
 pub use gate::{
