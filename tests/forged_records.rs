@@ -134,6 +134,7 @@ fn summary(run: &str, status: EndState, author: &str, p95: f64, end: &str) -> Ru
         metrics,
         thresholds: vec![],
         comparison: None,
+        regression: None,
         runners: vec![],
         notes: vec![],
     }

@@ -851,6 +851,8 @@ async fn a_real_failing_run_is_judged_recorded_pushed_and_annotated() {
             baseline: None,
             prometheus: None,
             tolerance: &RegressionTolerance::default(),
+            series: None,
+            regression: &perfsync::config::RegressionPolicy::default(),
         })
         .await
         .unwrap();

@@ -142,6 +142,13 @@ pub enum RunsCommand {
     Show { run: String },
     /// How RUN_B compares with RUN_A (p95, error rate, throughput).
     Compare { run_a: String, run_b: String },
+    /// Change points found over each test's series (where a shift began), newest first.
+    Changes {
+        #[arg(long)]
+        test: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,6 +228,10 @@ pub fn run(cli: Cli) -> i32 {
                 RunsCommand::Compare { run_a, run_b } => {
                     runs::Action::Compare { a: run_a, b: run_b }
                 }
+                RunsCommand::Changes { test, limit } => runs::Action::Changes {
+                    test: test.as_deref(),
+                    limit: *limit,
+                },
             };
             runs::run(config.as_deref(), format, action)
         }

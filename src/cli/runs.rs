@@ -10,6 +10,7 @@ pub enum Action<'a> {
     List { test: Option<&'a str>, limit: i64 },
     Show { run: &'a str },
     Compare { a: &'a str, b: &'a str },
+    Changes { test: Option<&'a str>, limit: i64 },
 }
 
 pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
@@ -51,6 +52,12 @@ pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
                 }
                 Err(e) => Err(e),
             },
+            Action::Changes { test, limit } => crate::record::regressions::change_points(&pool, test, limit)
+                .await
+                .map(|list| match format {
+                    Format::Json => serde_json::to_string_pretty(&list).unwrap_or_default(),
+                    _ => changes_text(&list),
+                }),
             Action::Compare { a, b } => match (results::get(&pool, a).await, results::get(&pool, b).await) {
                 (Ok(Some(x)), Ok(Some(y))) => {
                     let c = compare(&y, &x, &config.policy.regression_tolerance);
@@ -105,6 +112,28 @@ fn list_text(runs: &[RunSummary]) -> String {
     out
 }
 
+fn changes_text(list: &[crate::results::regression::Shift]) -> String {
+    let mut out = format!(
+        "{:<28} {:<12} {:<52} {:>10} {:>10} {:>9} {:>10}\n",
+        "TEST", "METRIC", "FIRST RUN", "BEFORE", "AFTER", "CHANGE", "P-VALUE"
+    );
+    for c in list {
+        out.push_str(&format!(
+            "{:<28} {:<12} {:<52} {:>10.2} {:>10.2} {:>9} {:>10.2e}\n",
+            c.test,
+            c.metric,
+            c.run_id,
+            c.point.mean_before,
+            c.point.mean_after,
+            c.point
+                .change_percent
+                .map_or("–".into(), |p| format!("{p:+.1}%")),
+            c.point.p_value
+        ));
+    }
+    out
+}
+
 fn show_text(s: &RunSummary) -> String {
     let mut out = format!(
         "run {}\n  test {} revision {} commit {}\n  status {}{}\n  {} → {} ({:.1} s), {} runner(s), {}\n\nthresholds\n",
@@ -133,6 +162,21 @@ fn show_text(s: &RunSummary) -> String {
     for (name, m) in &s.metrics {
         let vals = m.value_labels("=", 3);
         out.push_str(&format!("  {name}: {}\n", vals.join(" ")));
+    }
+    if let Some(r) = &s.regression {
+        out.push_str("\nstatistical gate (series ");
+        out.push_str(r.series.get(..12).unwrap_or(&r.series));
+        out.push_str(")\n");
+        for (m, g) in &r.metrics {
+            out.push_str(&format!(
+                "  {m}: {:?}{}{} against {} run(s)\n",
+                g.verdict,
+                g.effect
+                    .map_or(String::new(), |e| format!(", effect {e:+.2}")),
+                g.p_value.map_or(String::new(), |p| format!(", p {p:.2e}")),
+                g.baseline_runs.len()
+            ));
+        }
     }
     if let Some(c) = &s.comparison {
         out.push_str(&format!(

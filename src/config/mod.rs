@@ -7,7 +7,7 @@ mod policy;
 mod runner_policy;
 mod secret;
 
-pub use policy::{Policy, RegressionTolerance};
+pub use policy::{Policy, RegressionAction, RegressionPolicy, RegressionTolerance};
 pub use runner_policy::{glob_matches, RunnerPolicy};
 pub use secret::{SecretError, SecretRef};
 

@@ -36,6 +36,10 @@ pub struct Policy {
     pub max_timeout: KDuration,
     #[serde(default)]
     pub regression_tolerance: RegressionTolerance,
+    /// The statistical gate and change-point detection (the tolerance above is the smallest
+    /// effect that counts).
+    #[serde(default)]
+    pub regression: RegressionPolicy,
     /// What a test may set about its runner pods (kubernetes executor).
     #[serde(default)]
     pub runner: super::RunnerPolicy,
@@ -45,6 +49,30 @@ pub struct Policy {
     #[serde(skip)]
     #[schemars(skip)]
     pub local_secret_env: Option<Vec<String>>,
+}
+
+/// What a regression does to a run, and how regressions are found.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegressionPolicy {
+    /// `flag` (default): the run keeps its verdict and is marked; `fail`: a succeeded run
+    /// that regressed ends `failed`.
+    #[serde(default)]
+    pub action: RegressionAction,
+    /// The per-run gate: method, window K, minimum runs, significance.
+    #[serde(default)]
+    pub gate: crate::results::stats::GateConfig,
+    /// Change points over each series' history (Otava's E-divisive means with a t-test).
+    #[serde(default)]
+    pub change_points: crate::results::stats::ChangePointConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RegressionAction {
+    #[default]
+    Flag,
+    Fail,
 }
 
 /// How much worse than its baseline a run may be before it is flagged as a regression.
@@ -100,6 +128,7 @@ impl Default for Policy {
             default_timeout: d_default_timeout(),
             max_timeout: d_max_timeout(),
             regression_tolerance: RegressionTolerance::default(),
+            regression: RegressionPolicy::default(),
             runner: super::RunnerPolicy::default(),
             local_secret_env: None,
         }
@@ -135,6 +164,14 @@ impl Policy {
             }
         }
         self.runner.check()?;
+        self.regression
+            .gate
+            .validate()
+            .map_err(|e| format!("policy.regression.gate: {e}"))?;
+        self.regression
+            .change_points
+            .validate()
+            .map_err(|e| format!("policy.regression.changePoints: {e}"))?;
         if self.max_bundle_bytes > 1024 * 1024 {
             return Err(format!(
                 "policy.maxBundleBytes is {}; a ConfigMap holds at most 1048576 bytes",

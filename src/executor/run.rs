@@ -36,6 +36,10 @@ pub struct Meta {
     pub trigger: String,
     pub commit: Option<String>,
     pub author: Option<String>,
+    /// What k6 executes ([`crate::spec::bundle::Bundle::content_digest`]): part of the run's
+    /// regression series. Absent in folders written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_digest: Option<String>,
 }
 
 impl Meta {
@@ -55,6 +59,7 @@ impl Meta {
             trigger: req.trigger.to_string(),
             commit: req.commit.map(str::to_string),
             author: req.author.map(str::to_string),
+            content_digest: Some(rt.bundle.content_digest()),
         }
     }
 }

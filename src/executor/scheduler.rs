@@ -234,6 +234,8 @@ impl Scheduler {
             baseline: None,
             prometheus: None,
             tolerance: &self.policy.regression_tolerance,
+            series: None,
+            regression: &self.policy.regression,
         };
         if let Err(e) = self.recorder.finish(f).await {
             warn!(run = %row.id, error = %e, "could not record an unstarted run");
@@ -517,6 +519,15 @@ impl Scheduler {
             baseline: m.spec.baseline.as_deref(),
             prometheus: self.prometheus.as_ref(),
             tolerance: &self.policy.regression_tolerance,
+            series: m.content_digest.as_deref().map(|content| {
+                crate::results::regression::series_inputs(
+                    &m.test,
+                    &m.spec,
+                    content,
+                    &report.executor,
+                )
+            }),
+            regression: &self.policy.regression,
         };
         match self.recorder.finish(f).await {
             Ok(s) => {

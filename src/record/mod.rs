@@ -7,6 +7,7 @@ pub mod grafana;
 pub mod notify;
 pub mod outbox;
 pub mod recorder;
+pub mod regressions;
 pub mod results;
 pub mod runs;
 pub mod seal;

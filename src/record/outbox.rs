@@ -623,7 +623,8 @@ impl Deliveries {
             baseline_p95_ms,
             p95_change_percent: comparison.and_then(|c| c.p95_change_percent),
             error_rate_change_points: comparison.and_then(|c| c.error_rate_change_points),
-            regression: comparison.is_some_and(|c| c.regression),
+            regression: comparison.is_some_and(|c| c.regression)
+                || s.regression.as_ref().is_some_and(|r| r.regressed),
             recovered,
             labels,
             url: self.run_url(run_id),
@@ -1075,10 +1076,10 @@ pub async fn comment_rows(pool: &PgPool, sha: &str) -> Result<Vec<forge::Comment
                 .as_ref()
                 .and_then(|s| s.comparison.as_ref())
                 .and_then(|c| c.p95_change_percent),
-            regression: summary
-                .as_ref()
-                .and_then(|s| s.comparison.as_ref())
-                .is_some_and(|c| c.regression),
+            regression: summary.as_ref().is_some_and(|s| {
+                s.comparison.as_ref().is_some_and(|c| c.regression)
+                    || s.regression.as_ref().is_some_and(|r| r.regressed)
+            }),
             run,
             url: None,
         });

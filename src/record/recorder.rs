@@ -7,6 +7,7 @@
 
 use super::git_results::{ResultsGit, WriteBackError};
 use super::grafana::Grafana;
+use super::regressions;
 use super::results;
 use super::seal::{ResultsKey, SealError};
 use super::RecordError;
@@ -68,7 +69,13 @@ pub struct Finish<'a> {
     pub baseline: Option<&'a str>,
     pub prometheus: Option<&'a crate::results::prometheus::Prometheus>,
     pub tolerance: &'a crate::config::RegressionTolerance,
+    /// What the run measured (its regression series); `None` for a run that never started.
+    pub series: Option<crate::results::stats::SeriesInputs>,
+    pub regression: &'a crate::config::RegressionPolicy,
 }
+
+/// How many earlier runs of a series the gate and the change points look at.
+const HISTORY: i64 = 1000;
 
 /// What [`Recorder::reconcile`] found and completed.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -244,8 +251,16 @@ impl Recorder {
             baseline: baseline.as_ref(),
             tolerance: f.tolerance,
         });
+        let history = match &f.series {
+            Some(inputs) => Some(self.gate(&mut summary, inputs, &f).await?),
+            None => None,
+        };
         self.mask(&mut summary);
         self.record(&summary).await?;
+        if let Some((series, history)) = history {
+            self.change_points(&summary, &series, history, f.regression)
+                .await;
+        }
         if let Some(d) = self.deliveries.get() {
             d.run_ended(&summary).await;
         }
@@ -277,6 +292,83 @@ impl Recorder {
             }
         }
         Ok(summary)
+    }
+
+    /// The statistical gate: the run's tracked metrics against the last accepted runs of its
+    /// series. Returns the series and its history, for the change points once recorded.
+    async fn gate(
+        &self,
+        summary: &mut RunSummary,
+        inputs: &crate::results::stats::SeriesInputs,
+        f: &Finish<'_>,
+    ) -> Result<(String, Vec<RunSummary>), RecorderError> {
+        use crate::results::regression;
+        let series = crate::results::stats::series_key(inputs)
+            .as_str()
+            .to_string();
+        let (test, run) = (summary.run.test.clone(), summary.run.id.clone());
+        let history = regressions::history(&self.pool, &test, &series, &run, HISTORY).await?;
+        let acks = regressions::acknowledged(&self.pool, &test).await?;
+        let acked = |id: &str| acks.contains(id);
+        let base = regression::baseline(&history, &series, &acked);
+        let new_series =
+            history.is_empty() && regressions::test_has_results(&self.pool, &test, &run).await?;
+        match regression::judge(
+            summary,
+            &series,
+            new_series,
+            &base,
+            f.tolerance,
+            &f.regression.gate,
+        ) {
+            Ok(report) => {
+                if report.regressed
+                    && f.regression.action == crate::config::RegressionAction::Fail
+                    && summary.status == crate::results::summary::EndState::Succeeded
+                {
+                    summary.status = crate::results::summary::EndState::Failed;
+                    summary.reason = Some(format!(
+                        "regressed against the last {} accepted runs of its series: {} (policy.regression.action: fail)",
+                        base.len(),
+                        report.regressed_metrics().join(", ")
+                    ));
+                }
+                summary.regression = Some(report);
+            }
+            Err(e) => summary
+                .notes
+                .push(format!("the regression gate did not run: {e}")),
+        }
+        Ok((series, history))
+    }
+
+    /// Recomputes the change points of the run's series (best effort: the result is already
+    /// recorded).
+    async fn change_points(
+        &self,
+        summary: &RunSummary,
+        series: &str,
+        mut history: Vec<RunSummary>,
+        policy: &crate::config::RegressionPolicy,
+    ) {
+        use crate::results::summary::EndState;
+        history.push(summary.clone());
+        let runs: Vec<&RunSummary> = history
+            .iter()
+            // Runs that measured: a run failed by its thresholds did; an error did not.
+            .filter(|s| matches!(s.status, EndState::Succeeded | EndState::Failed))
+            .collect();
+        let test = &summary.run.test;
+        match crate::results::regression::shifts(test, series, &runs, &policy.change_points) {
+            Ok(shifts) => {
+                if let Err(e) =
+                    regressions::replace_change_points(&self.pool, test, series, &shifts).await
+                {
+                    tracing::warn!(error = %e, test = %test, "storing change points failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, test = %test, "change points not computed"),
+        }
     }
 
     /// Pushes every result not yet on the remote in one commit. Returns how many it pushed.

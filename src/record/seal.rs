@@ -245,6 +245,7 @@ mod tests {
             metrics: Default::default(),
             thresholds: vec![],
             comparison: None,
+            regression: None,
             runners: vec![],
             notes: vec![],
         }

@@ -78,6 +78,7 @@ pub fn summarize(i: Inputs) -> RunSummary {
         metrics: i.metrics,
         thresholds,
         comparison: None,
+        regression: None,
         runners: r
             .runners
             .iter()

@@ -7,6 +7,7 @@ pub mod judge;
 pub mod mask;
 pub mod merge;
 pub mod prometheus;
+pub mod regression;
 pub mod report;
 pub mod stats;
 pub mod summary;

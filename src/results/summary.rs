@@ -23,6 +23,10 @@ pub struct RunSummary {
     pub thresholds: Vec<ThresholdResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<Comparison>,
+    /// The statistical gate: each tracked metric against the last accepted runs of the
+    /// run's series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<super::regression::RegressionReport>,
     pub runners: Vec<RunnerResult>,
     /// Notes on where figures came from (Prometheus unreachable, a runner without summary).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -373,6 +373,19 @@ pub fn routes(
         .and(warp::post())
         .and(auth.clone())
         .then(|id, a| authed(a, move |s| abort(s, id)));
+    let ack_r = base
+        .and(warp::path!("runs" / String / "acknowledge"))
+        .and(warp::post())
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(warp::body::bytes())
+        .and(auth.clone())
+        .then(|id, body, a| authed(a, move |s| acknowledge(s, id, body)));
+    let changes_r = base
+        .and(warp::path!("changes"))
+        .and(warp::get())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(auth.clone())
+        .then(|q, a| authed(a, move |s| changes(s, q)));
     let sync_r = base
         .and(warp::path!("sync"))
         .and(warp::post())
@@ -395,6 +408,74 @@ pub fn routes(
         .unify()
         .or(abort_r)
         .unify()
+        .or(ack_r)
+        .unify()
+        .or(changes_r)
+        .unify()
         .or(sync_r)
         .unify()
+}
+
+/// `POST /api/v1/runs/{id}/acknowledge` (`{"reason": "…"}`): a regression the team accepts;
+/// later runs of its series are compared with it and what follows it.
+async fn acknowledge(state: Arc<AppState>, id: String, body: bytes::Bytes) -> Response {
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
+    let reason = if body.is_empty() {
+        String::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => v["reason"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(500)
+                .collect(),
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-body",
+                    &format!("the body is JSON `{{\"reason\": \"…\"}}`: {e}"),
+                )
+            }
+        }
+    };
+    use crate::record::regressions::{self, Acknowledged};
+    match regressions::acknowledge(pool, &id, API_ACTOR, &reason, "api").await {
+        Ok(Acknowledged::New) => answer(
+            &state,
+            StatusCode::CREATED,
+            json!({"run": id, "acknowledged": true}),
+        ),
+        Ok(Acknowledged::Already) => answer(
+            &state,
+            StatusCode::OK,
+            json!({"run": id, "acknowledged": true}),
+        ),
+        Ok(Acknowledged::UnknownRun) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-run",
+            &format!("no recorded run `{id}`"),
+        ),
+        Err(e) => db_error(&state, e),
+    }
+}
+
+/// `GET /api/v1/changes[?test=T&limit=N]`: change points over the tests' series, newest first.
+async fn changes(state: Arc<AppState>, q: HashMap<String, String>) -> Response {
+    let Some(pool) = &state.pool else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "database", "no database");
+    };
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<i64>().ok())
+        .unwrap_or(100)
+        .clamp(1, 1000);
+    match crate::record::regressions::change_points(pool, q.get("test").map(String::as_str), limit)
+        .await
+    {
+        Ok(list) => answer(&state, StatusCode::OK, json!(list)),
+        Err(e) => db_error(&state, e),
+    }
 }

@@ -107,6 +107,19 @@ impl PageSettings {
         {
             secrets.push(t);
         }
+        // Forge tokens, and the URLs and signing secrets of notification sinks (a Slack
+        // webhook URL is its credential).
+        for f in &config.forges {
+            secrets.extend(f.token.resolve("forges[].token").ok());
+        }
+        for n in &config.notifications {
+            secrets.extend(n.url.resolve("notifications[].url").ok());
+            secrets.extend(
+                n.secret
+                    .as_ref()
+                    .and_then(|s| s.resolve("notifications[].secret").ok()),
+            );
+        }
         PageSettings::new(config.server.page)
             .with_secure_cookie(config.server.secure_cookie)
             .with_secrets(secrets)

@@ -17,6 +17,24 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// SHA-256 over the entry and every file, by path and content: what k6 executes, so the
+    /// same digest means the same script (a regression series' identity).
+    pub fn content_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.entry.as_bytes());
+        h.update([0]);
+        let mut files: Vec<(&String, &Arc<[u8]>)> = self.files.iter().collect();
+        files.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, content) in files {
+            h.update((path.len() as u64).to_le_bytes());
+            h.update(path.as_bytes());
+            h.update((content.len() as u64).to_le_bytes());
+            h.update(content);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     pub fn total_bytes(&self) -> u64 {
         self.files.values().map(|f| f.len() as u64).sum()
     }
