@@ -206,49 +206,104 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
     .unwrap();
     let base = format!("http://{target}");
     let rw = format!("{}/api/v1/write", prom.url);
-    let start = Utc::now();
-    let out = k6(
-        dir.path(),
-        "entry.js",
-        &[
+    let env = [
+        ("BASE", base.as_str()),
+        ("K6_PROMETHEUS_RW_SERVER_URL", rw.as_str()),
+        ("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "true"),
+        ("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s"),
+    ];
+    let run = |testid: &str, instance: &str, segment: Option<&str>| {
+        let tag_id = format!("testid={testid}");
+        let tag_instance = format!("instance_id={instance}");
+        let mut args = vec![
             "--vus",
             "10",
             "--iterations",
             "400",
             "--tag",
-            "testid=prom-1",
+            &tag_id,
             // As the local executor tags each runner (the k6-operator does the same).
             "--tag",
-            "instance_id=1",
+            &tag_instance,
             "-o",
             "experimental-prometheus-rw",
             "--summary-trend-stats=avg,min,med,max,p(90),p(95),p(99),count",
-        ],
-        &[
-            ("BASE", &base),
-            ("K6_PROMETHEUS_RW_SERVER_URL", &rw),
-            ("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "true"),
-            ("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s"),
-        ],
-    );
-    assert_eq!(out.0, 0, "{}", out.1);
-    let own = summary_from_output(&out.1).unwrap();
-    let k6_p95 = values(&own, "http_req_duration", "p(95)");
-    let r = report("prom-1", vec![runner(1, out)], start);
+        ];
+        if let Some(seg) = segment {
+            args.extend([
+                "--execution-segment",
+                seg,
+                "--execution-segment-sequence",
+                "0,1/2,1",
+            ]);
+        }
+        let out = k6(dir.path(), "entry.js", &args, &env);
+        assert_eq!(out.0, 0, "{}", out.1);
+        out
+    };
     let client = Prometheus::new(&prom.url);
-    let (metrics, notes) =
-        collect(&r, &perfsync::spec::model::Thresholds::new(), Some(&client)).await;
+    let none = perfsync::spec::model::Thresholds::new();
+
+    // Two runners: the merged p95 would be the worst runner's (an upper bound); the
+    // histogram's estimate replaces it, clamped to the run's exact maximum, with its bound.
+    let start = Utc::now();
+    let (a, b) = (
+        run("prom-1", "1", Some("0:1/2")),
+        run("prom-1", "2", Some("1/2:1")),
+    );
+    let own: Vec<f64> = [&a, &b]
+        .iter()
+        .map(|o| {
+            values(
+                &summary_from_output(&o.1).unwrap(),
+                "http_req_duration",
+                "p(95)",
+            )
+        })
+        .collect();
+    let r = report("prom-1", vec![runner(1, a), runner(2, b)], start);
+    let (metrics, notes) = collect(&r, &none, Some(&client)).await;
     assert!(notes.is_empty(), "{notes:?}");
     let m = &metrics["http_req_duration"];
     assert_eq!(m.sources.get("p(95)"), Some(&Source::Prometheus), "{m:?}");
+    assert!(!m.approximate.contains(&"p(95)".to_string()));
+    assert!(
+        matches!(
+            m.bounds.get("p(95)"),
+            Some(perfsync::results::stats::ErrorBound::Relative { .. })
+        ),
+        "{m:?}"
+    );
     let from_prom = m.values["p(95)"];
     // Native histograms use buckets growing by 2^(1/8) (about 9 %) at k6's schema.
-    let ratio = from_prom / k6_p95;
+    let worst = own.iter().cloned().fold(f64::MIN, f64::max);
+    let ratio = from_prom / worst;
     assert!(
         (0.85..=1.15).contains(&ratio),
-        "prometheus p95 {from_prom} vs k6 {k6_p95}"
+        "prometheus p95 {from_prom} vs the runners' {own:?}"
     );
-    assert!(!m.approximate.contains(&"p(95)".to_string()));
+    for key in ["med", "p(90)", "p(95)", "p(99)"] {
+        assert!(
+            m.values[key] <= m.values["max"] && m.values[key] >= m.values["min"],
+            "{m:?}"
+        );
+    }
+
+    // One runner: k6's own percentiles are exact and stay.
+    let start = Utc::now();
+    let solo = run("prom-solo", "1", None);
+    let k6_p95 = values(
+        &summary_from_output(&solo.1).unwrap(),
+        "http_req_duration",
+        "p(95)",
+    );
+    let r = report("prom-solo", vec![runner(1, solo)], start);
+    let (metrics, notes) = collect(&r, &none, Some(&client)).await;
+    assert!(notes.is_empty(), "{notes:?}");
+    let m = &metrics["http_req_duration"];
+    assert_eq!(m.values["p(95)"], k6_p95, "{m:?}");
+    assert_eq!(m.sources.get("p(95)"), None, "{m:?}");
+    assert!(m.bounds.is_empty(), "{m:?}");
 }
 
 /// A test's script can tag its own samples with another run's `testid` (request tags win over

@@ -242,6 +242,7 @@ mod tests {
             values: vals.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             sources: BTreeMap::new(),
             approximate: vec!["p(95)".into()],
+            bounds: Default::default(),
         };
         BTreeMap::from([
             (

@@ -186,17 +186,32 @@ fn merge_one(
             }
         }
     }
+    let bounds = approximate
+        .iter()
+        .map(|k| (k.clone(), super::stats::ErrorBound::UpperBound))
+        .collect();
     MetricSummary {
         kind,
         values,
         sources: BTreeMap::new(),
         approximate,
+        bounds,
     }
 }
 
 /// Puts a value measured elsewhere (Prometheus) in place of an estimate.
-pub fn replace_value(m: &mut MetricSummary, key: &str, value: f64, source: Source) {
+pub fn replace_value(
+    m: &mut MetricSummary,
+    key: &str,
+    value: f64,
+    source: Source,
+    bound: Option<super::stats::ErrorBound>,
+) {
     m.values.insert(key.to_string(), value);
     m.sources.insert(key.to_string(), source);
     m.approximate.retain(|k| k != key);
+    match bound {
+        Some(b) => m.bounds.insert(key.to_string(), b),
+        None => m.bounds.remove(key),
+    };
 }

@@ -297,7 +297,17 @@ pub async fn enrich(
             ));
             continue;
         }
+        // Exact bounds a quantile must stay within: a histogram's interpolation can land
+        // above the run's own maximum.
+        let (lo, hi) = (
+            m.values.get("min").copied().unwrap_or(f64::NEG_INFINITY),
+            m.values.get("max").copied().unwrap_or(f64::INFINITY),
+        );
         for key in keys {
+            // k6's own percentile (one runner) is exact: better than any histogram's.
+            if !m.approximate.contains(&key) {
+                continue;
+            }
             let q = if key == "med" {
                 0.5
             } else {
@@ -312,7 +322,15 @@ pub async fn enrich(
             };
             let promql = format!("histogram_quantile({q}, sum({selector}))");
             match prom.query(&promql, at).await {
-                Ok(Some(v)) => super::merge::replace_value(m, &key, v * scale, Source::Prometheus),
+                Ok(Some(v)) => super::merge::replace_value(
+                    m,
+                    &key,
+                    (v * scale).clamp(lo.min(hi), hi.max(lo)),
+                    Source::Prometheus,
+                    Some(super::stats::ErrorBound::Relative {
+                        fraction: super::regression::HISTOGRAM_BOUND,
+                    }),
+                ),
                 Ok(None) => {}
                 Err(e) => {
                     notes.push(format!("percentiles are the runners' estimates: {e}"));

@@ -99,14 +99,14 @@ pub fn observation(s: &RunSummary, name: &str) -> Option<Observation> {
     let (_, metric, key, factor) = TRACKED.iter().find(|(n, ..)| *n == name)?;
     let m = s.metrics.get(*metric)?;
     let value = *m.values.get(*key)? * factor;
-    let bound = if m.approximate.iter().any(|a| a == key) {
-        ErrorBound::UpperBound
-    } else if m.sources.get(*key) == Some(&Source::Prometheus) && key.starts_with('p') {
-        ErrorBound::Relative {
+    let bound = match m.bounds.get(*key) {
+        Some(b) => b.clone(),
+        // Summaries recorded before bounds were: the same rules.
+        None if m.approximate.iter().any(|a| a == key) => ErrorBound::UpperBound,
+        None if m.sources.get(*key) == Some(&Source::Prometheus) => ErrorBound::Relative {
             fraction: HISTOGRAM_BOUND,
-        }
-    } else {
-        ErrorBound::Exact
+        },
+        None => ErrorBound::Exact,
     };
     Some(Observation {
         run_id: s.run.id.clone(),

@@ -125,6 +125,11 @@ pub struct MetricSummary {
     /// Values that are estimates (percentiles of several runners without Prometheus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approximate: Vec<String>,
+    /// How far each estimate may be from the truth: `upperBound` for a percentile taken from
+    /// the worst runner, a relative bound for one from a Prometheus histogram. What the
+    /// regression gate weighs; exact values have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bounds: BTreeMap<String, super::stats::ErrorBound>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
