@@ -41,6 +41,8 @@ python3 -c 'import kubernetes_validate.version as v; assert v.__version__ == "1.
 pre-commit --version 2>/dev/null | grep '^pre-commit 4\.' >/dev/null || py_need+=("pre-commit>=4,<5")
 # The README's Flux healthCheckExprs are evaluated by a CEL implementation (tests/health_checks.rs).
 python3 -c 'import celpy' 2>/dev/null || py_need+=(cel-python==0.5.0)
+# tests/stats_otava.rs compares perfsync's change points with Apache Otava's on the same series.
+python3 -c 'import otava.analysis' 2>/dev/null || py_need+=(apache-otava==0.8.0)
 if [ ${#py_need[@]} -gt 0 ]; then
   echo "setup: installing ${py_need[*]} from PyPI"
   pip install --quiet "${py_need[@]}"

@@ -153,6 +153,47 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
         );
     }
 
+    // The same through the repository: a reviewed file names the second flagged run, and a
+    // broken file elsewhere is reported and skipped.
+    let again_id = again["id"].as_str().unwrap();
+    remote.commit(
+        &[
+            (
+                "results/steady/acknowledged.yaml",
+                Some(
+                    format!("acknowledged:\n  - run: {again_id}\n    reason: accepted in review\n")
+                        .as_str(),
+                ),
+            ),
+            (
+                "results/other/acknowledged.yaml",
+                Some("acknowledged:\n  - runs: nope\n"),
+            ),
+        ],
+        "acknowledge in the repository",
+    );
+    let (status, _) = api(d.addr, "POST", "/api/v1/sync", b"").await;
+    assert_eq!(status, 202);
+    let (actor, source): (String, String) = wait_for("the file's acknowledgement", 30, || async {
+        sqlx::query_as("SELECT actor, source FROM acknowledgements WHERE run_id = $1")
+            .bind(again_id)
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    assert_eq!(source, "repository");
+    assert!(
+        actor.contains("results/steady/acknowledged.yaml"),
+        "{actor}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains("results/other/acknowledged.yaml:2:") && log.contains("runs"),
+        "the broken file is named with its line"
+    );
+
     // The change point: p95's shift begins at the stepped run.
     let (status, changes) = api(d.addr, "GET", "/api/v1/changes?test=steady", b"").await;
     assert_eq!(status, 200, "{changes}");

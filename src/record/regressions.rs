@@ -76,6 +76,7 @@ pub enum Acknowledged {
 pub async fn acknowledge(
     pool: &PgPool,
     run_id: &str,
+    of_test: Option<&str>,
     actor: &str,
     reason: &str,
     source: &str,
@@ -86,7 +87,7 @@ pub async fn acknowledge(
             .bind(run_id)
             .fetch_optional(&mut *tx)
             .await?;
-    let Some(test) = test else {
+    let Some(test) = test.filter(|t| of_test.is_none_or(|o| o == t)) else {
         return Ok(Acknowledged::UnknownRun);
     };
     let n = sqlx::query(

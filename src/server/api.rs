@@ -442,7 +442,7 @@ async fn acknowledge(state: Arc<AppState>, id: String, body: bytes::Bytes) -> Re
         }
     };
     use crate::record::regressions::{self, Acknowledged};
-    match regressions::acknowledge(pool, &id, API_ACTOR, &reason, "api").await {
+    match regressions::acknowledge(pool, &id, None, API_ACTOR, &reason, "api").await {
         Ok(Acknowledged::New) => answer(
             &state,
             StatusCode::CREATED,

@@ -1,6 +1,7 @@
 //! The sync: fetch the branch, bring the parsed repository up to the new head (reading only
 //! what changed), plan, and record the plan with the new state in one transaction.
 
+pub mod acknowledgements;
 pub mod run;
 pub mod triggers;
 pub mod watch;
@@ -213,6 +214,7 @@ impl Syncer {
         )
         .await?;
         self.prior = Some(next_prior(&prior, &catalog, &the_plan));
+        acknowledgements::import(&self.source, &self.pool, &head, &self.layout.results_dir).await;
         Ok(SyncOutcome {
             catalog: Arc::new(catalog),
             plan: the_plan,
