@@ -64,6 +64,7 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
     let delay = perfsync::demo::Delay::default();
     delay.set(20);
     let target = serve_target(delay.clone()).await;
+    let (grafana, grafana_addr) = Receiver::start().await;
     let mut remote = Remote::new();
     let url = remote.serve(None);
     let spec = format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: steady\nspec:\n  script: script.js\n  targets: [http://{target}]\n  load: {{vus: 2, duration: 2s}}\n  env:\n    BASE_URL: http://{target}\n  timeout: 2m\n");
@@ -82,7 +83,7 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
     std::fs::write(
         &cfg,
         format!(
-            "repository:\n  url: {url}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  regressionTolerance: {{p95Percent: 30, errorRatePoints: 1}}\n  regression:\n    gate: {{minRuns: 2, window: 6}}\n    changePoints: {{window: 10, maxPValue: 0.01, minMagnitude: 0.3}}\nexecutor:\n  kind: local\nresults:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+            "repository:\n  url: {url}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  regressionTolerance: {{p95Percent: 30, errorRatePoints: 1}}\n  regression:\n    gate: {{minRuns: 2, window: 6}}\n    changePoints: {{window: 10, maxPValue: 0.01, minMagnitude: 0.3}}\nexecutor:\n  kind: local\ngrafana:\n  url: http://{grafana_addr}\n  token: {{env: E2E_GRAFANA_TOKEN}}\nresults:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
             dir.path().join("state").display()
         ),
     )
@@ -91,7 +92,11 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
         &cfg,
         &db.url,
         port,
-        &[("E2E_HOOK_SECRET", SECRET), ("E2E_API_TOKEN", TOKEN)],
+        &[
+            ("E2E_HOOK_SECRET", SECRET),
+            ("E2E_API_TOKEN", TOKEN),
+            ("E2E_GRAFANA_TOKEN", "grafana-token-regress"),
+        ],
     );
     wait_baseline(&pool).await;
 

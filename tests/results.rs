@@ -583,6 +583,7 @@ async fn a_crash_between_any_two_steps_completes_on_restart_exactly_once() {
         &key,
         &[b.clone()],
         &BTreeMap::from([("items".to_string(), history)]),
+        &BTreeMap::new(),
     )
     .unwrap();
     let commits = remote_log(&s).len();

@@ -3,6 +3,7 @@
 //! commit, pushed as a fast-forward and rebuilt on the new head when the remote moved meanwhile.
 
 use super::seal::ResultsKey;
+use crate::results::regression::Shift;
 use crate::results::summary::RunSummary;
 use crate::source::git::GitSource;
 use crate::source::SourceError;
@@ -40,16 +41,21 @@ fn fmt(v: Option<f64>, digits: usize, suffix: &str) -> String {
     v.map_or("–".to_string(), |x| format!("{x:.digits$}{suffix}"))
 }
 
-/// The README table of a test's recent runs, newest first.
-pub fn readme(test: &str, runs: &[RunSummary]) -> String {
+/// The README of a test: its recent runs, newest first, with the statistical gate's verdict,
+/// then the shifts found in its history (change points), newest first.
+pub fn readme(test: &str, runs: &[RunSummary], shifts: &[Shift]) -> String {
     let mut out = format!(
         "# Results of `{test}`\n\nWritten by perfsync; do not edit. Newest first.\n\n| run | status | p95 | error rate | RPS | commit | regression | ended |\n|---|---|---|---|---|---|---|---|\n"
     );
     for s in runs {
-        let regression = match &s.comparison {
-            Some(c) if c.regression => format!("⚠ {}", c.reasons.join("; ")),
-            Some(c) => format!("no (vs {})", c.baseline_run),
-            None => "–".into(),
+        let regression = match (&s.regression, &s.comparison) {
+            (Some(r), _) if r.regressed => format!("⚠ regressed: {}", gate_effects(r)),
+            (Some(r), _) => r.metrics.get("p95").map_or("–".into(), |g| {
+                format!("{:?} (p95)", g.verdict).to_lowercase()
+            }),
+            (None, Some(c)) if c.regression => format!("⚠ {}", c.reasons.join("; ")),
+            (None, Some(c)) => format!("no (vs {})", c.baseline_run),
+            (None, None) => "–".into(),
         };
         let approx = s
             .metrics
@@ -66,7 +72,40 @@ pub fn readme(test: &str, runs: &[RunSummary]) -> String {
             end = s.run.end,
         ));
     }
+    if !shifts.is_empty() {
+        out.push_str("\n## Shifts in the history\n\nWhere a metric's level changed (E-divisive means with a t-test over the runs of one series), newest first.\n\n| metric | first run of the new level | commit | before | after | change | p-value |\n|---|---|---|---|---|---|---|\n");
+        for c in shifts {
+            out.push_str(&format!(
+                "| {} | [{id}]({id}.json) | {} | {:.2} | {:.2} | {} | {:.1e} |\n",
+                c.metric,
+                c.commit.as_deref().map_or("–".to_string(), |x| format!(
+                    "`{}`",
+                    &x[..x.len().min(10)]
+                )),
+                c.point.mean_before,
+                c.point.mean_after,
+                c.point
+                    .change_percent
+                    .map_or("–".into(), |p| format!("{p:+.1} %")),
+                c.point.p_value,
+                id = c.run_id,
+            ));
+        }
+    }
     out
+}
+
+/// `p95 +45.2 %, requestRate -30.1 %`: the regressed metrics and their effects.
+fn gate_effects(r: &crate::results::regression::RegressionReport) -> String {
+    r.metrics
+        .iter()
+        .filter(|(_, g)| g.verdict == crate::results::stats::Verdict::Regressed)
+        .map(|(m, g)| match g.effect {
+            Some(e) => format!("{m} {e:+.1}"),
+            None => m.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ResultsGit {
@@ -78,6 +117,7 @@ impl ResultsGit {
         key: &ResultsKey,
         batch: &[RunSummary],
         history: &BTreeMap<String, Vec<RunSummary>>,
+        shifts: &BTreeMap<String, Vec<Shift>>,
     ) -> Result<String, WriteBackError> {
         let mut files: Vec<(String, Vec<u8>)> = batch
             .iter()
@@ -86,7 +126,7 @@ impl ResultsGit {
         for (test, runs) in history {
             files.push((
                 format!("{}/{test}/README.md", self.results_dir),
-                readme(test, runs).into_bytes(),
+                readme(test, runs, shifts.get(test).map_or(&[][..], Vec::as_slice)).into_bytes(),
             ));
         }
         let tests: Vec<&str> = history.keys().map(String::as_str).collect();

@@ -361,13 +361,45 @@ impl Recorder {
         let test = &summary.run.test;
         match crate::results::regression::shifts(test, series, &runs, &policy.change_points) {
             Ok(shifts) => {
-                if let Err(e) =
-                    regressions::replace_change_points(&self.pool, test, series, &shifts).await
-                {
-                    tracing::warn!(error = %e, test = %test, "storing change points failed");
+                match regressions::replace_change_points(&self.pool, test, series, &shifts).await {
+                    Ok(new) => {
+                        for s in new {
+                            self.annotate_shift(s).await;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, test = %test, "storing change points failed")
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, test = %test, "change points not computed"),
+        }
+    }
+
+    /// A new change point as a Grafana annotation at its first run's end (when configured).
+    async fn annotate_shift(&self, s: &crate::results::regression::Shift) {
+        tracing::info!(test = %s.test, metric = %s.metric, run = %s.run_id, change = ?s.point.change_percent, "change point");
+        let Some(g) = &self.grafana else { return };
+        let at = chrono::DateTime::parse_from_rfc3339(&s.end)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        let text = format!(
+            "perfsync: {} of {} shifted {} from {:.2} to {:.2}, beginning at run {} (p {:.1e})",
+            s.metric,
+            s.test,
+            s.point
+                .change_percent
+                .map_or("?".into(), |p| format!("{p:+.1} %")),
+            s.point.mean_before,
+            s.point.mean_after,
+            s.run_id,
+            s.point.p_value
+        );
+        if let Err(e) = g
+            .annotate(at, &s.test, &s.run_id, "change-point", &text)
+            .await
+        {
+            tracing::warn!(error = %e, "grafana change-point annotation failed");
         }
     }
 
@@ -382,18 +414,24 @@ impl Recorder {
             return Ok(0);
         }
         let mut history: BTreeMap<String, Vec<RunSummary>> = BTreeMap::new();
+        let mut shifts = BTreeMap::new();
         for s in &batch {
             if !history.contains_key(&s.run.test) {
                 history.insert(
                     s.run.test.clone(),
                     results::recent(&self.pool, Some(&s.run.test), 30).await?,
                 );
+                shifts.insert(
+                    s.run.test.clone(),
+                    regressions::change_points(&self.pool, Some(&s.run.test), 20).await?,
+                );
             }
         }
         let ids: Vec<String> = batch.iter().map(|s| s.run.id.clone()).collect();
         let key = self.results_key()?;
         let commit =
-            tokio::task::spawn_blocking(move || git.write(&key, &batch, &history)).await??;
+            tokio::task::spawn_blocking(move || git.write(&key, &batch, &history, &shifts))
+                .await??;
         results::mark_pushed(&self.pool, &ids, &commit).await?;
         tracing::info!(commit = %commit, runs = ids.len(), "results pushed");
         Ok(ids.len())

@@ -115,19 +115,24 @@ pub async fn acknowledge(
     Ok(Acknowledged::New)
 }
 
-/// Replaces the change points of `series` of `test` with `shifts`.
-pub async fn replace_change_points(
+/// Replaces the change points of `series` of `test` with `shifts`; returns those that are
+/// new (a metric's shift at a run not stored before).
+pub async fn replace_change_points<'a>(
     pool: &PgPool,
     test: &str,
     series: &str,
-    shifts: &[Shift],
-) -> Result<(), RecordError> {
+    shifts: &'a [Shift],
+) -> Result<Vec<&'a Shift>, RecordError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM change_points WHERE test_id = $1 AND series = $2")
-        .bind(test)
-        .bind(series)
-        .execute(&mut *tx)
-        .await?;
+    let old: BTreeSet<(String, String)> = sqlx::query_as(
+        "DELETE FROM change_points WHERE test_id = $1 AND series = $2 RETURNING metric, run_id",
+    )
+    .bind(test)
+    .bind(series)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
     for s in shifts {
         let end = chrono::DateTime::parse_from_rfc3339(&s.end)
             .map(|t| t.with_timezone(&chrono::Utc))
@@ -149,7 +154,10 @@ pub async fn replace_change_points(
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(shifts
+        .iter()
+        .filter(|s| !old.contains(&(s.metric.clone(), s.run_id.clone())))
+        .collect())
 }
 
 /// Change points, newest first; of one test when named.
