@@ -469,8 +469,9 @@ fn verdict_class(status: &str) -> &'static str {
     }
 }
 
-/// A small inline SVG line of p95 values (oldest left).
-pub fn sparkline(values: &[f64]) -> String {
+/// A small inline SVG line of p95 values (oldest left), with a dashed mark before each value
+/// in `shifts` (where a change point says a new level began).
+pub fn sparkline(values: &[f64], shifts: &[usize]) -> String {
     if values.is_empty() {
         return "<span class=\"muted\">no runs yet</span>".into();
     }
@@ -494,8 +495,16 @@ pub fn sparkline(values: &[f64]) -> String {
         .collect();
     let last = points.last().cloned().unwrap_or_default();
     let (lx, ly) = last.split_once(',').unwrap_or(("0", "0"));
+    let marks: String = shifts
+        .iter()
+        .filter(|i| **i > 0 && **i < values.len())
+        .map(|i| {
+            let x = (*i as f64 - 0.5) * step;
+            format!("<line class=\"shift\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{h}\" stroke=\"#bf8700\" stroke-dasharray=\"3 2\"><title>p95 shift begins</title></line>")
+        })
+        .collect();
     format!(
-        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"p95 history\"><polyline fill=\"none\" stroke=\"#0969da\" stroke-width=\"2\" points=\"{}\"/><circle cx=\"{lx}\" cy=\"{ly}\" r=\"3\" fill=\"#0969da\"/></svg>",
+        "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"p95 history\">{marks}<polyline fill=\"none\" stroke=\"#0969da\" stroke-width=\"2\" points=\"{}\"/><circle cx=\"{lx}\" cy=\"{ly}\" r=\"3\" fill=\"#0969da\"/></svg>",
         points.join(" ")
     )
 }
@@ -555,13 +564,13 @@ async fn index(state: Arc<AppState>, signed: bool) -> Response {
             };
             let last = history.first();
             let verdict = last.map_or("<span class=\"muted\">–</span>".to_string(), |s| {
-                let reg = s
-                    .comparison
-                    .as_ref()
-                    .filter(|c| c.regression)
-                    .map_or(String::new(), |_| {
-                        " <span class=\"warn\">regression</span>".into()
-                    });
+                let flagged = s.comparison.as_ref().is_some_and(|c| c.regression)
+                    || s.regression.as_ref().is_some_and(|r| r.regressed);
+                let reg = if flagged {
+                    " <span class=\"warn\">regression</span>".to_string()
+                } else {
+                    String::new()
+                };
                 format!(
                     "<span class=\"{}\">{}</span>{reg}",
                     verdict_class(s.status.as_str()),
@@ -571,12 +580,30 @@ async fn index(state: Arc<AppState>, signed: bool) -> Response {
             let p95 = last
                 .and_then(|s| s.p95_ms())
                 .map_or("–".to_string(), |v| format!("{v:.1} ms"));
-            let mut values: Vec<f64> = history.iter().filter_map(|s| s.p95_ms()).collect();
-            values.reverse();
+            let shifted: std::collections::BTreeSet<String> =
+                crate::record::regressions::change_points(pool, Some(&name), 50)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c.metric == "p95")
+                    .map(|c| c.run_id)
+                    .collect();
+            let mut points: Vec<(&str, f64)> = history
+                .iter()
+                .filter_map(|s| s.p95_ms().map(|v| (s.run.id.as_str(), v)))
+                .collect();
+            points.reverse();
+            let values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
+            let marks: Vec<usize> = points
+                .iter()
+                .enumerate()
+                .filter(|(_, (id, _))| shifted.contains(*id))
+                .map(|(i, _)| i)
+                .collect();
             let run_link = last.map_or("–".to_string(), |s| {
                 format!("<a href=\"/runs/{id}\">{id}</a>", id = esc(&s.run.id))
             });
-            let _ = write!(b, "<tr><td><b>{}</b><br><span class=\"muted\">{}</span></td><td>{state_cell}</td><td>{verdict}</td><td>{p95}</td><td>{}</td><td>{run_link}</td></tr>", esc(&name), esc(&t.file), sparkline(&values));
+            let _ = write!(b, "<tr><td><b>{}</b><br><span class=\"muted\">{}</span></td><td>{state_cell}</td><td>{verdict}</td><td>{p95}</td><td>{}</td><td>{run_link}</td></tr>", esc(&name), esc(&t.file), sparkline(&values, &marks));
         }
     }
     b.push_str("</table>");
