@@ -67,11 +67,11 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
     let (grafana, grafana_addr) = Receiver::start().await;
     let mut remote = Remote::new();
     let url = remote.serve(None);
-    let spec = format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: steady\nspec:\n  script: script.js\n  targets: [http://{target}]\n  load: {{vus: 2, duration: 2s}}\n  env:\n    BASE_URL: http://{target}\n  timeout: 2m\n");
+    let spec = format!("apiVersion: perfsync.dev/v1alpha1\nkind: PerfTest\nmetadata:\n  name: steady\nspec:\n  script: script.js\n  targets: [http://{target}]\n  load: {{vus: 2, duration: 2s}}\n  env:\n    BASE_URL: http://{target}\n  timeout: 2m\n  trackedTrends: [items_time]\n");
     remote.commit(
         &[
             ("tests/steady/perftest.yaml", Some(spec.as_str())),
-            ("tests/steady/script.js", Some("import http from 'k6/http';\nexport default function () { http.get(`${__ENV.BASE_URL}/api/items`); }\n")),
+            ("tests/steady/script.js", Some("import http from 'k6/http';\nimport { Trend } from 'k6/metrics';\nconst itemsTime = new Trend('items_time', true);\nexport default function () { itemsTime.add(http.get(`${__ENV.BASE_URL}/api/items`).timings.duration); }\n")),
         ],
         "a steady test",
     );
@@ -124,6 +124,9 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
         stepped["summary"]["regression"]
     );
     assert_eq!(stepped["summary"]["regression"]["regressed"], true);
+    // The script's own Trend, named in `trackedTrends`, is judged too.
+    assert_eq!(verdict(&stepped, "items_time:p95"), "regressed");
+    assert_eq!(verdict(&runs[3], "items_time:p95"), "unchanged");
     // `flag` (the default): the verdict stays; the run is marked.
     assert_eq!(stepped["status"], "succeeded");
     let base: Vec<&str> = stepped["summary"]["regression"]["metrics"]["p95"]["baselineRuns"]

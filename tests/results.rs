@@ -909,6 +909,7 @@ async fn a_real_failing_run_is_judged_recorded_pushed_and_annotated() {
             tolerance: &RegressionTolerance::default(),
             series: None,
             regression: &perfsync::config::RegressionPolicy::default(),
+            trends: &[],
         })
         .await
         .unwrap();

@@ -236,6 +236,7 @@ impl Scheduler {
             tolerance: &self.policy.regression_tolerance,
             series: None,
             regression: &self.policy.regression,
+            trends: &[],
         };
         if let Err(e) = self.recorder.finish(f).await {
             warn!(run = %row.id, error = %e, "could not record an unstarted run");
@@ -528,6 +529,7 @@ impl Scheduler {
                 )
             }),
             regression: &self.policy.regression,
+            trends: &m.spec.tracked_trends,
         };
         match self.recorder.finish(f).await {
             Ok(s) => {

@@ -72,6 +72,8 @@ pub struct Finish<'a> {
     /// What the run measured (its regression series); `None` for a run that never started.
     pub series: Option<crate::results::stats::SeriesInputs>,
     pub regression: &'a crate::config::RegressionPolicy,
+    /// Custom Trends the spec names (`trackedTrends`), tracked next to the built-in metrics.
+    pub trends: &'a [String],
 }
 
 /// How many earlier runs of a series the gate and the change points look at.
@@ -239,8 +241,13 @@ impl Recorder {
     }
 
     pub async fn finish(&self, f: Finish<'_>) -> Result<RunSummary, RecorderError> {
-        let (metrics, notes) =
-            crate::results::collect::collect(f.report, f.thresholds, f.prometheus).await;
+        let (metrics, notes) = crate::results::collect::collect_tracking(
+            f.report,
+            f.thresholds,
+            f.trends,
+            f.prometheus,
+        )
+        .await;
         let baseline =
             results::baseline(&self.pool, &f.report.test, f.baseline, &f.report.run_id).await?;
         let mut summary = crate::results::build::summarize(crate::results::build::Inputs {
@@ -258,7 +265,7 @@ impl Recorder {
         self.mask(&mut summary);
         self.record(&summary).await?;
         if let Some((series, history)) = history {
-            self.change_points(&summary, &series, history, f.regression)
+            self.change_points(&summary, &series, history, f.regression, f.trends)
                 .await;
         }
         if let Some(d) = self.deliveries.get() {
@@ -320,6 +327,7 @@ impl Recorder {
             &base,
             f.tolerance,
             &f.regression.gate,
+            f.trends,
         ) {
             Ok(report) => {
                 if report.regressed
@@ -350,6 +358,7 @@ impl Recorder {
         series: &str,
         mut history: Vec<RunSummary>,
         policy: &crate::config::RegressionPolicy,
+        trends: &[String],
     ) {
         use crate::results::summary::EndState;
         history.push(summary.clone());
@@ -359,7 +368,8 @@ impl Recorder {
             .filter(|s| matches!(s.status, EndState::Succeeded | EndState::Failed))
             .collect();
         let test = &summary.run.test;
-        match crate::results::regression::shifts(test, series, &runs, &policy.change_points) {
+        match crate::results::regression::shifts(test, series, &runs, &policy.change_points, trends)
+        {
             Ok(shifts) => {
                 match regressions::replace_change_points(&self.pool, test, series, &shifts).await {
                     Ok(new) => {

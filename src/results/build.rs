@@ -14,6 +14,15 @@ pub fn merged_metrics(
     report: &RunReport,
     thresholds: &crate::spec::model::Thresholds,
 ) -> BTreeMap<String, MetricSummary> {
+    merged_metrics_tracking(report, thresholds, &[])
+}
+
+/// [`merged_metrics`], keeping the custom metrics `tracked` too (`trackedTrends`).
+pub fn merged_metrics_tracking(
+    report: &RunReport,
+    thresholds: &crate::spec::model::Thresholds,
+    tracked: &[String],
+) -> BTreeMap<String, MetricSummary> {
     let summaries: Vec<&serde_json::Value> = report
         .runners
         .iter()
@@ -30,7 +39,8 @@ pub fn merged_metrics(
         .filter_map(|s| s.get("metrics").and_then(|m| m.as_object()))
         .flat_map(|m| m.keys())
         .filter(|k| {
-            crate::spec::threshold::parse_metric_key(k).is_ok_and(|mk| wanted.contains(&mk))
+            tracked.contains(k)
+                || crate::spec::threshold::parse_metric_key(k).is_ok_and(|mk| wanted.contains(&mk))
         })
         .cloned()
         .collect();

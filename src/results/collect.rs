@@ -4,7 +4,7 @@
 //! them only when its series under the run's labels hold exactly the samples the run's own
 //! runners counted, so samples another run wrote under this run's `testid` never count.
 
-use super::build::merged_metrics;
+use super::build::merged_metrics_tracking;
 use super::prometheus::{enrich, Prometheus, RunLabels};
 use super::report::RunReport;
 use super::summary::MetricSummary;
@@ -15,7 +15,17 @@ pub async fn collect(
     thresholds: &crate::spec::model::Thresholds,
     prometheus: Option<&Prometheus>,
 ) -> (BTreeMap<String, MetricSummary>, Vec<String>) {
-    let mut metrics = merged_metrics(report, thresholds);
+    collect_tracking(report, thresholds, &[], prometheus).await
+}
+
+/// [`collect`], keeping the custom metrics `tracked` (`trackedTrends`) as well.
+pub async fn collect_tracking(
+    report: &RunReport,
+    thresholds: &crate::spec::model::Thresholds,
+    tracked: &[String],
+    prometheus: Option<&Prometheus>,
+) -> (BTreeMap<String, MetricSummary>, Vec<String>) {
+    let mut metrics = merged_metrics_tracking(report, thresholds, tracked);
     let notes = match prometheus {
         Some(p) => {
             // The runners' counts are the whole run only when every runner handed one over.

@@ -94,16 +94,29 @@ pub fn series_inputs(
     }
 }
 
+/// The tracked metrics of a run: [`TRACKED`] and, per custom Trend the spec names,
+/// `<trend>:p95`.
+pub fn tracked(trends: &[String]) -> Vec<String> {
+    TRACKED
+        .iter()
+        .map(|(n, ..)| n.to_string())
+        .chain(trends.iter().map(|t| format!("{t}:p95")))
+        .collect()
+}
+
 /// The run's value of tracked metric `name`, with its error bound.
 pub fn observation(s: &RunSummary, name: &str) -> Option<Observation> {
-    let (_, metric, key, factor) = TRACKED.iter().find(|(n, ..)| *n == name)?;
-    let m = s.metrics.get(*metric)?;
-    let value = *m.values.get(*key)? * factor;
-    let bound = match m.bounds.get(*key) {
+    let (metric, key, factor) = match TRACKED.iter().find(|(n, ..)| *n == name) {
+        Some((_, metric, key, factor)) => (*metric, *key, *factor),
+        None => (name.strip_suffix(":p95")?, "p(95)", 1.0),
+    };
+    let m = s.metrics.get(metric)?;
+    let value = *m.values.get(key)? * factor;
+    let bound = match m.bounds.get(key) {
         Some(b) => b.clone(),
         // Summaries recorded before bounds were: the same rules.
         None if m.approximate.iter().any(|a| a == key) => ErrorBound::UpperBound,
-        None if m.sources.get(*key) == Some(&Source::Prometheus) => ErrorBound::Relative {
+        None if m.sources.get(key) == Some(&Source::Prometheus) => ErrorBound::Relative {
             fraction: HISTOGRAM_BOUND,
         },
         None => ErrorBound::Exact,
@@ -181,9 +194,11 @@ pub fn judge(
     baseline: &[&RunSummary],
     tol: &RegressionTolerance,
     config: &GateConfig,
+    trends: &[String],
 ) -> Result<RegressionReport, stats::GateError> {
     let mut metrics = BTreeMap::new();
-    for (name, ..) in TRACKED {
+    for name in tracked(trends) {
+        let name = name.as_str();
         let Some(obs) = observation(current, name) else {
             continue;
         };
@@ -226,9 +241,11 @@ pub fn shifts(
     series: &str,
     runs: &[&RunSummary],
     config: &ChangePointConfig,
+    trends: &[String],
 ) -> Result<Vec<Shift>, stats::ChangePointError> {
     let mut out = Vec::new();
-    for (name, ..) in TRACKED {
+    for name in tracked(trends) {
+        let name = name.as_str();
         let points: Vec<(&RunSummary, f64)> = runs
             .iter()
             .filter_map(|s| observation(s, name).map(|o| (*s, o.value)))
@@ -251,4 +268,86 @@ pub fn shifts(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::stats::{Method, Verdict};
+
+    fn run(id: &str, status: EndState, regressed: bool, base: &[&str]) -> RunSummary {
+        let gate = GateResult {
+            verdict: if regressed {
+                Verdict::Regressed
+            } else {
+                Verdict::Unchanged
+            },
+            reason: None,
+            method: Method::Student,
+            p_value: None,
+            score: None,
+            effect: None,
+            effect_within_bound: None,
+            effect_unit: stats::EffectUnit::Percent,
+            min_effect: 10.0,
+            detectable_effect: None,
+            baseline_center: None,
+            baseline_runs: base.iter().map(|b| b.to_string()).collect(),
+            joins_baseline: !regressed,
+        };
+        let mut s: RunSummary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "perfsync.dev/v1alpha1", "kind": "RunSummary",
+            "run": {"id": id, "test": "t", "revision": "r", "trigger": "change", "executor": "local",
+                    "parallelism": 1, "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01Z",
+                    "durationSeconds": 1.0},
+            "status": "succeeded", "metrics": {}, "thresholds": [], "runners": []
+        }))
+        .expect("summary");
+        s.status = status;
+        s.regression = Some(RegressionReport {
+            series: "s".into(),
+            new_series: false,
+            metrics: BTreeMap::from([("p95".to_string(), gate)]),
+            regressed,
+        });
+        s
+    }
+
+    fn ids(v: Vec<&RunSummary>) -> Vec<&str> {
+        v.into_iter().map(|s| s.run.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_baseline_leaves_out_flagged_and_failed_runs_and_restarts_at_an_acknowledgement() {
+        let history = vec![
+            run("r1", EndState::Succeeded, false, &[]),
+            run("r2", EndState::Error, false, &["r1"]),
+            run("r3", EndState::Succeeded, false, &["r1"]),
+            run("r4", EndState::Succeeded, true, &["r1", "r3"]),
+            run("r5", EndState::Succeeded, true, &["r1", "r3"]),
+            run("r6", EndState::Succeeded, false, &["r4", "r5"]),
+            run("r7", EndState::Succeeded, true, &["r4", "r5", "r6"]),
+        ];
+        let none = |_: &str| false;
+        assert_eq!(ids(baseline(&history, "s", &none)), ["r1", "r3", "r6"]);
+        assert!(baseline(&history, "other", &none).is_empty());
+        // r4 acknowledged: the new level starts there; r5 was flagged against the old level
+        // and counts; r7 was flagged against the new one and does not.
+        let acked = |id: &str| id == "r4";
+        assert_eq!(ids(baseline(&history, "s", &acked)), ["r4", "r5", "r6"]);
+    }
+
+    #[test]
+    fn custom_trends_are_tracked_by_their_p95() {
+        let names = tracked(&["checkout".to_string()]);
+        assert!(names.contains(&"p95".to_string()) && names.contains(&"checkout:p95".to_string()));
+        let mut s = run("r1", EndState::Succeeded, false, &[]);
+        s.metrics.insert(
+            "checkout".into(),
+            serde_json::from_value(serde_json::json!({"type": "trend", "values": {"p(95)": 12.5}}))
+                .expect("metric"),
+        );
+        assert_eq!(observation(&s, "checkout:p95").map(|o| o.value), Some(12.5));
+        assert!(observation(&s, "missing:p95").is_none());
+    }
 }

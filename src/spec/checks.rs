@@ -91,6 +91,31 @@ pub fn check_spec(
             out.push(src.diag(&[Key("spec"), Key("tags"), Key(key)], Code::Schema, e));
         }
     }
+    for (i, name) in s.tracked_trends.iter().enumerate() {
+        let valid = name.len() <= 128
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            out.push(src.diag(
+                &[Key("spec"), Key("trackedTrends"), Index(i)],
+                Code::Schema,
+                format!("trackedTrends: `{name}` is not a k6 metric name; use the name the script gives `new Trend(...)` ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        }
+    }
+    if s.tracked_trends.len() > 20 {
+        out.push(src.diag(
+            &[Key("spec"), Key("trackedTrends")],
+            Code::Schema,
+            format!(
+                "trackedTrends names {} metrics; at most 20",
+                s.tracked_trends.len()
+            ),
+        ));
+    }
     for (name, value) in &s.env {
         let path = [Key("spec"), Key("env"), Key(name)];
         if let Err(e) = check_env_name(name) {

@@ -92,6 +92,14 @@ pub struct PerfTestSpec {
     /// Run id to compare every run against, instead of the previous succeeded run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<String>,
+    /// Custom Trend metrics of the script whose p95 the regression gate and the change points
+    /// track too, next to `http_req_duration` (k6 metric names, `[A-Za-z_][A-Za-z0-9_]*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 20),
+        inner(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"))
+    )]
+    pub tracked_trends: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
