@@ -5,7 +5,6 @@
 
 mod support;
 
-use support::daemon::*;
 use support::kube_api::Coll;
 use support::kube_ground::*;
 use support::parts::*;

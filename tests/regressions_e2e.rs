@@ -79,15 +79,13 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
     let pool = db.pool().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = dir.path().join("perfsync.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "repository:\n  url: {url}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  regressionTolerance: {{p95Percent: 30, errorRatePoints: 1}}\n  regression:\n    gate: {{minRuns: 2, window: 6}}\n    changePoints: {{window: 10, maxPValue: 0.01, minMagnitude: 0.3}}\nexecutor:\n  kind: local\ngrafana:\n  url: http://{grafana_addr}\n  token: {{env: E2E_GRAFANA_TOKEN}}\nresults:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let cfg = local_config(
+        dir.path(),
+        &url,
+        port,
+        "  regressionTolerance: {p95Percent: 30, errorRatePoints: 1}\n  regression:\n    gate: {minRuns: 2, window: 6}\n    changePoints: {window: 10, maxPValue: 0.01, minMagnitude: 0.3}\n",
+        &format!("grafana:\n  url: http://{grafana_addr}\n  token: {{env: E2E_GRAFANA_TOKEN}}\n"),
+    );
     let d = start_daemon(
         &cfg,
         &db.url,
@@ -228,4 +226,36 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // Grafana got the shift as an annotation, and the test's README in the repository lists it.
+    let annotations: Vec<String> = grafana
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, path, _, body)| path == "/api/annotations" && body.contains("change-point"))
+        .map(|(.., body)| body.clone())
+        .collect();
+    assert!(
+        annotations
+            .iter()
+            .any(|b| b.contains(stepped_id) && b.contains("p95")),
+        "{annotations:?}"
+    );
+    let readme = wait_for("the README with the shift", 30, || async {
+        let out = std::process::Command::new("git")
+            .args(["show", "main:results/steady/README.md"])
+            .current_dir(&remote.bare)
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("Shifts in the history").then_some(text)
+    })
+    .await;
+    assert!(readme.contains(stepped_id), "{readme}");
+    assert!(readme.contains("⚠ regressed: "), "{readme}");
+    // The status page's p95 history marks where the shift began.
+    let (status, page) = http(d.addr, "GET", "/", &[], b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(page.matches("<line class=\"shift\"").count(), 1, "{page}");
 }

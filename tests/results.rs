@@ -672,6 +672,7 @@ async fn a_push_refused_because_the_remote_moved_is_rebuilt_and_retried() {
             &key,
             &[a.clone()],
             &BTreeMap::from([("items".to_string(), vec![a])]),
+            &BTreeMap::new(),
         )
         .unwrap();
     let log = remote_log(&s);

@@ -59,15 +59,7 @@ async fn run_wait_exits_by_the_verdict_and_two_on_a_wrong_token() {
     let pool = db.pool().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let cfg = dir.path().join("perfsync.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "repository:\n  url: {url}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 2\nexecutor:\n  kind: local\nresults:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .unwrap();
+    let cfg = local_config(dir.path(), &url, port, "  maxConcurrentRuns: 2\n", "");
     let d = start_daemon(
         &cfg,
         &db.url,

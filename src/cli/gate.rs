@@ -12,14 +12,29 @@ use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
 
+#[derive(Debug, clap::Args)]
 pub struct Args {
     pub test: String,
+    /// Follow the run to its end and exit by its verdict.
+    #[arg(long)]
     pub wait: bool,
+    /// With --wait: how long to wait for the verdict.
+    #[arg(long, default_value = "30m")]
     pub timeout: String,
+    /// The daemon's base URL.
+    #[arg(long, env = "PERFSYNC_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// The API token (server.apiToken). Prefer PERFSYNC_API_TOKEN or --token-file: a command
+    /// line is readable by every user of the host.
+    #[arg(long, env = "PERFSYNC_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the API token.
+    #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Exit 1 when the run is flagged as a regression, even if it succeeded.
+    #[arg(long)]
     pub fail_on_regression: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
@@ -37,15 +52,9 @@ enum GateError {
 }
 
 pub fn run(args: Args) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(gate(&args)) {
         Ok(code) => code,

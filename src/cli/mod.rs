@@ -81,30 +81,7 @@ pub enum Command {
     /// Ask a running daemon to run a test now; with --wait, follow it and exit by its verdict
     /// (0 succeeded; 1 failed, error, timeout, aborted, or not ended within --timeout; 2 usage,
     /// wrong token, unknown test, daemon unreachable).
-    Run {
-        test: String,
-        /// Follow the run to its end and exit by its verdict.
-        #[arg(long)]
-        wait: bool,
-        /// With --wait: how long to wait for the verdict.
-        #[arg(long, default_value = "30m")]
-        timeout: String,
-        /// The daemon's base URL.
-        #[arg(long, env = "PERFSYNC_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
-        /// The API token (server.apiToken). Prefer PERFSYNC_API_TOKEN or --token-file: a
-        /// command line is readable by every user of the host.
-        #[arg(long, env = "PERFSYNC_API_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// A file holding the API token.
-        #[arg(long)]
-        token_file: Option<PathBuf>,
-        /// Exit 1 when the run is flagged as a regression, even if it succeeded.
-        #[arg(long)]
-        fail_on_regression: bool,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
+    Run(gate::Args),
     /// Print the PerfTest CustomResourceDefinition (the in-cluster mirror of each test).
     Crd,
     /// Print the OpenAPI document of the HTTP API.
@@ -185,25 +162,7 @@ pub fn run(cli: Cli) -> i32 {
             format,
         }),
         Command::Serve { config } => daemon_cmds::serve(&config),
-        Command::Run {
-            test,
-            wait,
-            timeout,
-            server,
-            token,
-            token_file,
-            fail_on_regression,
-            format,
-        } => gate::run(gate::Args {
-            test,
-            wait,
-            timeout,
-            server,
-            token,
-            token_file,
-            fail_on_regression,
-            format,
-        }),
+        Command::Run(args) => gate::run(args),
         Command::Migrate { config } => daemon_cmds::migrate(config.as_deref()),
         Command::Crd => {
             print!("{}", crate::executor::kubernetes::crd::crd_yaml());
@@ -251,6 +210,18 @@ pub fn run(cli: Cli) -> i32 {
             render::run(config.as_deref(), &path, &test)
         }
     }
+}
+
+/// A runtime for a command that talks to the database or the API; on failure the error is
+/// printed and the exit code is 2.
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        })
 }
 
 /// Loads the config when one is given; errors are printed and turned into exit code 2.

@@ -18,15 +18,9 @@ pub fn run(config_path: Option<&Path>, format: Format, action: Action) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     rt.block_on(async {
         let pool = match db::pool(&url) {

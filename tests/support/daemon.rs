@@ -108,3 +108,26 @@ pub async fn wait_baseline(pool: &sqlx::PgPool) {
     })
     .await;
 }
+
+/// A daemon config on the local executor, written to `dir/perfsync.yaml`: the repository at
+/// `url`, state under `dir/state`, the API token and GitHub webhook secret from
+/// `E2E_API_TOKEN` and `E2E_HOOK_SECRET`, no polling; `policy` is YAML added under `policy:`
+/// (indented two spaces), `extra` top-level YAML.
+pub fn local_config(
+    dir: &std::path::Path,
+    url: &str,
+    port: u16,
+    policy: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let cfg = dir.join("perfsync.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "repository:\n  url: {url}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  apiToken: {{env: E2E_API_TOKEN}}\nwebhooks:\n  github: {{env: E2E_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n{policy}executor:\n  kind: local\n{extra}results:\n  authorName: perfsync-bot\n  authorEmail: bot@example.com\n",
+            dir.join("state").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
