@@ -258,4 +258,10 @@ async fn a_latency_step_is_flagged_at_its_run_acknowledged_and_then_unchanged() 
     let (status, page) = http(d.addr, "GET", "/", &[], b"").await;
     assert_eq!(status, 200);
     assert_eq!(page.matches("<line class=\"shift\"").count(), 1, "{page}");
+    let (status, page) = http(d.addr, "GET", &format!("/runs/{stepped_id}"), &[], b"").await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Statistical gate") && page.contains("<td class=\"bad\">regressed</td>"),
+        "{page}"
+    );
 }

@@ -708,6 +708,42 @@ async fn run_page(state: Arc<AppState>, id: String, signed: bool) -> Response {
             );
         }
         b.push_str("</table>");
+        if let Some(r) = &s.regression {
+            let _ = write!(
+                b,
+                "<h2>Statistical gate</h2><div class=\"muted\">series {}{} · each metric against the last accepted runs of its series</div><table><tr><th>Metric</th><th>Verdict</th><th>Effect</th><th>p-value / score</th><th>Baseline runs</th></tr>",
+                text(r.series.get(..12).unwrap_or(&r.series)),
+                if r.new_series { " (new series)" } else { "" }
+            );
+            for (metric, g) in &r.metrics {
+                let verdict = format!("{:?}", g.verdict).to_lowercase();
+                let class = match verdict.as_str() {
+                    "regressed" => "bad",
+                    "improved" | "unchanged" => "ok",
+                    _ => "muted",
+                };
+                let unit = match g.effect_unit {
+                    crate::results::stats::EffectUnit::Percent => " %",
+                    crate::results::stats::EffectUnit::Points => " points",
+                };
+                let _ = write!(
+                    b,
+                    "<tr><td>{}</td><td class=\"{class}\">{verdict}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    text(metric),
+                    g.effect.map_or("–".into(), |e| format!("{e:+.1}{unit}")),
+                    g.p_value
+                        .map(|p| format!("p {p:.1e}"))
+                        .or(g.score.map(|z| format!("score {z:.2}")))
+                        .unwrap_or_else(|| "–".into()),
+                    g.baseline_runs
+                        .iter()
+                        .map(|id| format!("<a href=\"/runs/{id}\">{id}</a>", id = esc(id)))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+            }
+            b.push_str("</table>");
+        }
         if let Some(c) = &s.comparison {
             let fmtp = |v: Option<f64>, unit: &str| {
                 v.map_or("–".to_string(), |x| format!("{x:+.1}{unit}"))
