@@ -448,6 +448,25 @@ impl Deliveries {
         Ok(())
     }
 
+    /// Records that the run's `event` is planned (with `details`); false when it was already.
+    async fn plan(
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        run: &str,
+        event: &str,
+        details: serde_json::Value,
+    ) -> Result<bool, sqlx::Error> {
+        let planned = sqlx::query(
+            "INSERT INTO delivery_plans (run_id, event, details) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(run)
+        .bind(event)
+        .bind(details)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        Ok(planned > 0)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn insert(
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -491,15 +510,14 @@ impl Deliveries {
         if ended {
             return Ok(0);
         }
-        let planned = sqlx::query(
-            "INSERT INTO delivery_plans (run_id, event, details) VALUES ($1, 'started', $2) ON CONFLICT DO NOTHING",
+        if !Self::plan(
+            &mut tx,
+            run_id,
+            "started",
+            serde_json::json!({ "labels": labels }),
         )
-        .bind(run_id)
-        .bind(serde_json::json!({ "labels": labels }))
-        .execute(&mut *tx)
         .await?
-        .rows_affected();
-        if planned == 0 {
+        {
             return Ok(0);
         }
         let event = RunEvent {
@@ -563,15 +581,14 @@ impl Deliveries {
             .flatten()
             .or_else(|| self.labels_of(&s.run.test))
             .unwrap_or_default();
-        let planned = sqlx::query(
-            "INSERT INTO delivery_plans (run_id, event, details) VALUES ($1, 'ended', $2) ON CONFLICT DO NOTHING",
+        if !Self::plan(
+            &mut tx,
+            run_id,
+            "ended",
+            serde_json::json!({ "labels": labels }),
         )
-        .bind(run_id)
-        .bind(serde_json::json!({ "labels": labels }))
-        .execute(&mut *tx)
         .await?
-        .rows_affected();
-        if planned == 0 {
+        {
             return Ok(0);
         }
         let end = DateTime::parse_from_rfc3339(&s.run.end)

@@ -5,7 +5,7 @@
 
 use super::{Call, CommitState, Status};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The token as `Authorization: token <token>`.
 /// https://docs.gitea.com/development/api-usage#authentication
@@ -32,19 +32,7 @@ pub fn state(s: CommitState) -> &'static str {
 /// with `state`, `target_url`, `description` and `context`.
 /// https://gitea.com/api/swagger#/repository/repoCreateStatus
 pub fn status(repo: &str, s: &Status<'_>) -> Call {
-    let mut body = json!({
-        "state": state(s.state),
-        "description": s.description,
-        "context": s.context,
-    });
-    if let Some(u) = s.target_url {
-        body["target_url"] = json!(u);
-    }
-    Call {
-        method: Method::POST,
-        path: format!("/repos/{repo}/statuses/{}", s.sha),
-        body: Some(body),
-    }
+    super::create_repo_status(repo, s, state(s.state))
 }
 
 /// Get the merged pull request of the commit (`repoGetCommitPullRequest`):
@@ -78,27 +66,20 @@ pub fn comments(repo: &str, index: &str) -> Call {
 /// `POST /repos/{owner}/{repo}/issues/{index}/comments` with `body`.
 /// https://gitea.com/api/swagger#/issue/issueCreateComment
 pub fn create_comment(repo: &str, index: &str, body: &str) -> Call {
-    Call {
-        method: Method::POST,
-        path: format!("/repos/{repo}/issues/{index}/comments"),
-        body: Some(json!({ "body": body })),
-    }
+    super::create_issue_comment(repo, index, body)
 }
 
 /// Edit a comment (`issueEditComment`): `PATCH /repos/{owner}/{repo}/issues/comments/{id}`
 /// with `body`.
 /// https://gitea.com/api/swagger#/issue/issueEditComment
 pub fn update_comment(repo: &str, id: &str, body: &str) -> Call {
-    Call {
-        method: Method::PATCH,
-        path: format!("/repos/{repo}/issues/comments/{id}"),
-        body: Some(json!({ "body": body })),
-    }
+    super::update_issue_comment(repo, id, body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_status_request_is_giteas() {

@@ -3,7 +3,7 @@
 
 use super::{Call, CommitState, Status};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The REST API version perfsync speaks.
 pub const API_VERSION: &str = "2022-11-28";
@@ -35,19 +35,7 @@ pub fn state(s: CommitState) -> &'static str {
 /// `target_url`, `description` and `context`.
 /// https://docs.github.com/en/rest/commits/statuses#create-a-commit-status
 pub fn status(repo: &str, s: &Status<'_>) -> Call {
-    let mut body = json!({
-        "state": state(s.state),
-        "description": s.description,
-        "context": s.context,
-    });
-    if let Some(u) = s.target_url {
-        body["target_url"] = json!(u);
-    }
-    Call {
-        method: Method::POST,
-        path: format!("/repos/{repo}/statuses/{}", s.sha),
-        body: Some(body),
-    }
+    super::create_repo_status(repo, s, state(s.state))
 }
 
 /// List pull requests associated with a commit: `GET /repos/{owner}/{repo}/commits/{sha}/pulls`
@@ -83,26 +71,19 @@ pub fn comments(repo: &str, number: &str, page: usize, per_page: usize) -> Call 
 /// Create an issue comment: `POST /repos/{owner}/{repo}/issues/{n}/comments` with `body`.
 /// https://docs.github.com/en/rest/issues/comments#create-an-issue-comment
 pub fn create_comment(repo: &str, number: &str, body: &str) -> Call {
-    Call {
-        method: Method::POST,
-        path: format!("/repos/{repo}/issues/{number}/comments"),
-        body: Some(json!({ "body": body })),
-    }
+    super::create_issue_comment(repo, number, body)
 }
 
 /// Update an issue comment: `PATCH /repos/{owner}/{repo}/issues/comments/{comment_id}` with `body`.
 /// https://docs.github.com/en/rest/issues/comments#update-an-issue-comment
 pub fn update_comment(repo: &str, id: &str, body: &str) -> Call {
-    Call {
-        method: Method::PATCH,
-        path: format!("/repos/{repo}/issues/comments/{id}"),
-        body: Some(json!({ "body": body })),
-    }
+    super::update_issue_comment(repo, id, body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_status_request_is_githubs() {

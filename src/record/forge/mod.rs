@@ -13,6 +13,46 @@ use crate::results::summary::EndState;
 use reqwest::Method;
 use serde_json::Value;
 
+/// `POST /repos/{owner}/{repo}/statuses/{sha}` with `state` (the forge's own name for it),
+/// `target_url` (when there is one), `description` and `context`: the commit status GitHub and
+/// Gitea both document. Each forge's file names its own reference and its states.
+pub(crate) fn create_repo_status(repo: &str, s: &Status<'_>, state: &str) -> Call {
+    let mut body = serde_json::json!({
+        "state": state,
+        "description": s.description,
+        "context": s.context,
+    });
+    if let Some(u) = s.target_url {
+        body["target_url"] = serde_json::json!(u);
+    }
+    Call {
+        method: Method::POST,
+        path: format!("/repos/{repo}/statuses/{}", s.sha),
+        body: Some(body),
+    }
+}
+
+/// `POST /repos/{owner}/{repo}/issues/{number}/comments` with `body`: the request GitHub and
+/// Gitea both document for a comment on a pull request (an issue). Each forge's file names
+/// its own reference.
+pub(crate) fn create_issue_comment(repo: &str, number: &str, body: &str) -> Call {
+    Call {
+        method: Method::POST,
+        path: format!("/repos/{repo}/issues/{number}/comments"),
+        body: Some(serde_json::json!({ "body": body })),
+    }
+}
+
+/// `PATCH /repos/{owner}/{repo}/issues/comments/{id}` with `body`: GitHub's and Gitea's edit
+/// of a comment alike.
+pub(crate) fn update_issue_comment(repo: &str, id: &str, body: &str) -> Call {
+    Call {
+        method: Method::PATCH,
+        path: format!("/repos/{repo}/issues/comments/{id}"),
+        body: Some(serde_json::json!({ "body": body })),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ForgeError {
     #[error("{forge}: {source}")]
