@@ -10,7 +10,7 @@
 //! `Authorization: token <token>`; 401 without or with a wrong one; 404 for another
 //! repository; 422 for an invalid body.
 
-use super::{is_sha, only_keys, segments, Fake, Req, Resp, State, StatusRec};
+use super::{comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State};
 use serde_json::json;
 
 pub const PREFIX: &str = "/api/v1";
@@ -68,27 +68,14 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             if let Err(k) = only_keys(&b, &["state", "target_url", "description", "context"]) {
                 return unprocessable(&format!("[{k}]: unknown field"));
             }
-            let state = b.get("state").and_then(|v| v.as_str()).unwrap_or("");
+            let state = str_field(&b, "state").unwrap_or("");
             if !["pending", "success", "error", "failure", "warning"].contains(&state) {
                 return unprocessable("[State]: invalid commit status state");
             }
-            let description = b.get("description").and_then(|v| v.as_str()).unwrap_or("");
-            let context = b
-                .get("context")
-                .and_then(|v| v.as_str())
-                .unwrap_or("default");
-            let target_url = b
-                .get("target_url")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            s.statuses.push(StatusRec {
-                sha: sha.to_string(),
-                state: state.into(),
-                context: context.into(),
-                description: description.into(),
-                target_url: target_url.clone(),
-            });
-            let id = s.new_id();
+            let description = str_field(&b, "description").unwrap_or("");
+            let context = str_field(&b, "context").unwrap_or("default");
+            let target_url = str_field(&b, "target_url").map(str::to_string);
+            let id = s.record_status(sha, state, context, description, target_url.clone());
             Resp::json(
                 201,
                 json!({"id": id, "status": state, "context": context, "description": description, "target_url": target_url}),
@@ -108,33 +95,19 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             }
         }
         ("GET", ["repos", o, n, "issues", index, "comments"]) if *o == owner && *n == name => {
-            let Some(index) = index
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(index) = s.merge_request_of(index) else {
                 return not_found();
             };
-            let list: Vec<_> = s
-                .comments
-                .iter()
-                .filter(|(_, (mr, _))| *mr == index)
-                .map(|(id, (_, body))| json!({"id": id, "body": body}))
-                .collect();
+            let list = s.comments_on(index, |id, body| json!({"id": id, "body": body}));
             Resp::json(200, json!(list))
         }
         ("POST", ["repos", o, n, "issues", index, "comments"]) if *o == owner && *n == name => {
-            let Some(index) = index
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(index) = s.merge_request_of(index) else {
                 return not_found();
             };
             let Some(body) = r
                 .json_object()
-                .and_then(|b| b.get("body").and_then(|v| v.as_str()).map(str::to_string))
-                .filter(|t| !t.is_empty())
+                .and_then(|b| comment_text(&b).map(str::to_string))
             else {
                 return unprocessable("[Body]: Required");
             };
@@ -144,8 +117,7 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
         ("PATCH", ["repos", o, n, "issues", "comments", id]) if *o == owner && *n == name => {
             let Some(body) = r
                 .json_object()
-                .and_then(|b| b.get("body").and_then(|v| v.as_str()).map(str::to_string))
-                .filter(|t| !t.is_empty())
+                .and_then(|b| comment_text(&b).map(str::to_string))
             else {
                 return unprocessable("[Body]: Required");
             };

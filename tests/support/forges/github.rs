@@ -10,7 +10,7 @@
 //! 401 without a token or with a wrong one, 403 without a User-Agent, 400 for an API version
 //! it does not have, 404 for another repository or path, 422 for an invalid body.
 
-use super::{is_sha, only_keys, segments, Fake, Req, Resp, State, StatusRec};
+use super::{comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State};
 use serde_json::json;
 
 pub const PREFIX: &str = "/api/v3";
@@ -96,33 +96,20 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             if let Err(k) = only_keys(&b, &["state", "target_url", "description", "context"]) {
                 return invalid(&k, "not a parameter of this endpoint");
             }
-            let state = b.get("state").and_then(|v| v.as_str()).unwrap_or("");
+            let state = str_field(&b, "state").unwrap_or("");
             if !["error", "failure", "pending", "success"].contains(&state) {
                 return invalid("state", "state is not included in the list");
             }
-            let description = b.get("description").and_then(|v| v.as_str()).unwrap_or("");
+            let description = str_field(&b, "description").unwrap_or("");
             if description.chars().count() > 140 {
                 return invalid(
                     "description",
                     "description is too long (maximum is 140 characters)",
                 );
             }
-            let context = b
-                .get("context")
-                .and_then(|v| v.as_str())
-                .unwrap_or("default");
-            let target_url = b
-                .get("target_url")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            s.statuses.push(StatusRec {
-                sha: sha.to_string(),
-                state: state.into(),
-                context: context.into(),
-                description: description.into(),
-                target_url: target_url.clone(),
-            });
-            let id = s.new_id();
+            let context = str_field(&b, "context").unwrap_or("default");
+            let target_url = str_field(&b, "target_url").map(str::to_string);
+            let id = s.record_status(sha, state, context, description, target_url.clone());
             Resp::json(
                 201,
                 json!({"id": id, "state": state, "description": description, "target_url": target_url,
@@ -139,52 +126,20 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             Resp::json(200, json!(list))
         }
         ("GET", ["repos", o, n, "issues", num, "comments"]) if *o == owner && *n == name => {
-            let Some(num) = num
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(num) = s.merge_request_of(num) else {
                 return not_found();
             };
-            let per_page: usize = r
-                .query_param("per_page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(30)
-                .min(100);
-            let page: usize = r
-                .query_param("page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1)
-                .max(1);
-            let all: Vec<_> = s
-                .comments
-                .iter()
-                .filter(|(_, (mr, _))| *mr == num)
-                .map(|(id, (_, body))| json!({"id": id, "body": body}))
-                .collect();
-            let page: Vec<_> = all
-                .into_iter()
-                .skip((page - 1) * per_page)
-                .take(per_page)
-                .collect();
-            Resp::json(200, json!(page))
+            let all = s.comments_on(num, |id, body| json!({"id": id, "body": body}));
+            Resp::json(200, json!(r.page_of(all, 30)))
         }
         ("POST", ["repos", o, n, "issues", num, "comments"]) if *o == owner && *n == name => {
-            let Some(num) = num
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(num) = s.merge_request_of(num) else {
                 return not_found();
             };
             let Some(b) = r.json_object() else {
                 return Resp::json(400, json!({"message": "Problems parsing JSON"}));
             };
-            let Some(body) = b
-                .get("body")
-                .and_then(|v| v.as_str())
-                .filter(|t| !t.is_empty())
-            else {
+            let Some(body) = comment_text(&b) else {
                 return invalid("body", "body is missing");
             };
             if only_keys(&b, &["body"]).is_err() {
@@ -200,11 +155,7 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             let Some(b) = r.json_object() else {
                 return Resp::json(400, json!({"message": "Problems parsing JSON"}));
             };
-            let Some(body) = b
-                .get("body")
-                .and_then(|v| v.as_str())
-                .filter(|t| !t.is_empty())
-            else {
+            let Some(body) = comment_text(&b) else {
                 return invalid("body", "body is missing");
             };
             let Some(id) = id.parse::<u64>().ok() else {

@@ -12,7 +12,7 @@
 //! 401 without `PRIVATE-TOKEN` (or `Authorization: Bearer`) or with a wrong one; 404 for
 //! another project (an unencoded path included) or note.
 
-use super::{is_sha, only_keys, segments, Fake, Req, Resp, State, StatusRec};
+use super::{comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State};
 use serde_json::json;
 
 pub const PREFIX: &str = "/api/v4";
@@ -68,7 +68,7 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
                     json!({"error": format!("{k} does not have a valid value")}),
                 );
             }
-            let state = b.get("state").and_then(|v| v.as_str()).unwrap_or("");
+            let state = str_field(&b, "state").unwrap_or("");
             if ![
                 "pending", "running", "success", "failed", "canceled", "skipped",
             ]
@@ -103,19 +103,9 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
                     );
                 }
             }
-            let description = b.get("description").and_then(|v| v.as_str()).unwrap_or("");
-            let target_url = b
-                .get("target_url")
-                .and_then(|v| v.as_str())
-                .map(str::to_string);
-            s.statuses.push(StatusRec {
-                sha: sha.to_string(),
-                state: state.into(),
-                context: name.into(),
-                description: description.into(),
-                target_url: target_url.clone(),
-            });
-            let id = s.new_id();
+            let description = str_field(&b, "description").unwrap_or("");
+            let target_url = str_field(&b, "target_url").map(str::to_string);
+            let id = s.record_status(sha, state, name, description, target_url.clone());
             Resp::json(
                 201,
                 json!({"id": id, "sha": sha, "ref": "main", "status": state, "name": name,
@@ -134,52 +124,23 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             Resp::json(200, json!(list))
         }
         ("GET", ["projects", p, "merge_requests", iid, "notes"]) if project_ok(p) => {
-            let Some(iid) = iid
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(iid) = s.merge_request_of(iid) else {
                 return not_found("Merge Request");
             };
-            let per_page: usize = r
-                .query_param("per_page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(20)
-                .min(100);
-            let page: usize = r
-                .query_param("page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1)
-                .max(1);
-            let all: Vec<_> = s
-                .comments
-                .iter()
-                .filter(|(_, (mr, _))| *mr == iid)
-                .map(|(id, (_, body))| json!({"id": id, "body": body, "system": false, "noteable_iid": iid}))
-                .collect();
-            let page: Vec<_> = all
-                .into_iter()
-                .skip((page - 1) * per_page)
-                .take(per_page)
-                .collect();
-            Resp::json(200, json!(page))
+            let all = s.comments_on(
+                iid,
+                |id, body| json!({"id": id, "body": body, "system": false, "noteable_iid": iid}),
+            );
+            Resp::json(200, json!(r.page_of(all, 20)))
         }
         ("POST", ["projects", p, "merge_requests", iid, "notes"]) if project_ok(p) => {
-            let Some(iid) = iid
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(iid) = s.merge_request_of(iid) else {
                 return not_found("Merge Request");
             };
             let Some(b) = r.json_object() else {
                 return Resp::json(400, json!({"error": "body is missing"}));
             };
-            let Some(body) = b
-                .get("body")
-                .and_then(|v| v.as_str())
-                .filter(|t| !t.is_empty())
-            else {
+            let Some(body) = comment_text(&b) else {
                 return Resp::json(400, json!({"error": "body is missing"}));
             };
             let id = s.create_comment(iid, body);
@@ -189,21 +150,13 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             )
         }
         ("PUT", ["projects", p, "merge_requests", iid, "notes", id]) if project_ok(p) => {
-            let Some(iid) = iid
-                .parse::<u64>()
-                .ok()
-                .filter(|n| s.merge_request == Some(*n))
-            else {
+            let Some(iid) = s.merge_request_of(iid) else {
                 return not_found("Merge Request");
             };
             let Some(b) = r.json_object() else {
                 return Resp::json(400, json!({"error": "body is missing"}));
             };
-            let Some(body) = b
-                .get("body")
-                .and_then(|v| v.as_str())
-                .filter(|t| !t.is_empty())
-            else {
+            let Some(body) = comment_text(&b) else {
                 return Resp::json(400, json!({"error": "body is missing"}));
             };
             let Some(id) = id

@@ -57,6 +57,25 @@ impl Req {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.to_string())
     }
+
+    /// The page of `all` that `page` (from 1) and `per_page` (`default_per_page` when not
+    /// given, at most 100) ask for.
+    pub fn page_of<T>(&self, all: Vec<T>, default_per_page: usize) -> Vec<T> {
+        let per_page: usize = self
+            .query_param("per_page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default_per_page)
+            .min(100);
+        let page: usize = self
+            .query_param("page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(1)
+            .max(1);
+        all.into_iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .collect()
+    }
 }
 
 /// An answer: status, body (JSON or text), extra headers.
@@ -142,6 +161,42 @@ pub struct State {
 }
 
 impl State {
+    /// Keeps a commit status; its id.
+    pub fn record_status(
+        &mut self,
+        sha: &str,
+        state: &str,
+        context: &str,
+        description: &str,
+        target_url: Option<String>,
+    ) -> u64 {
+        self.statuses.push(StatusRec {
+            sha: sha.to_string(),
+            state: state.into(),
+            context: context.into(),
+            description: description.into(),
+            target_url,
+        });
+        self.new_id()
+    }
+
+    /// The merge request a path segment names, when it is the one commits belong to.
+    pub fn merge_request_of(&self, segment: &str) -> Option<u64> {
+        segment
+            .parse::<u64>()
+            .ok()
+            .filter(|n| self.merge_request == Some(*n))
+    }
+
+    /// The comments on merge request `mr`, each as `item(id, body)`, in id order.
+    pub fn comments_on(&self, mr: u64, item: impl Fn(&u64, &String) -> Value) -> Vec<Value> {
+        self.comments
+            .iter()
+            .filter(|(_, (m, _))| *m == mr)
+            .map(|(id, (_, body))| item(id, body))
+            .collect()
+    }
+
     pub fn new_id(&mut self) -> u64 {
         self.next_id += 1;
         1000 + self.next_id
@@ -326,4 +381,14 @@ pub fn is_sha(s: &str) -> bool {
 pub fn segments<'a>(path: &'a str, prefix: &str) -> Option<Vec<&'a str>> {
     let rest = path.strip_prefix(prefix)?;
     Some(rest.trim_start_matches('/').split('/').collect())
+}
+
+/// The body's string field `key`, when it has one.
+pub fn str_field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
+    body.get(key).and_then(|v| v.as_str())
+}
+
+/// The body's `body` field, when it is a non-empty string.
+pub fn comment_text(body: &serde_json::Map<String, Value>) -> Option<&str> {
+    str_field(body, "body").filter(|t| !t.is_empty())
 }
