@@ -113,7 +113,7 @@ pub fn observation(s: &RunSummary, name: &str) -> Option<Observation> {
     let m = s.metrics.get(metric)?;
     let value = *m.values.get(key)? * factor;
     let bound = match m.bounds.get(key) {
-        Some(b) => b.clone(),
+        Some(b) => *b,
         // Summaries recorded before bounds were: the same rules.
         None if m.approximate.iter().any(|a| a == key) => ErrorBound::UpperBound,
         None if m.sources.get(key) == Some(&Source::Prometheus) => ErrorBound::Relative {
