@@ -67,6 +67,35 @@ fn start(cfg: &Path, db_url: &str, port: u16) -> Daemon {
     )
 }
 
+/// What every daemon test starts from: a served git remote with one commit, a database, a
+/// state directory and a free port.
+struct Setup {
+    remote: Remote,
+    url: String,
+    db: TestDb,
+    pool: sqlx::PgPool,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+async fn setup() -> Setup {
+    let mut remote = Remote::new();
+    let url = remote.serve(None);
+    remote.commit(&[("README.md", Some("load tests"))], "empty");
+    let db = TestDb::new().await;
+    let pool = db.pool().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    Setup {
+        remote,
+        url,
+        db,
+        pool,
+        dir,
+        port,
+    }
+}
+
 async fn results(pool: &sqlx::PgPool, n: i64) -> Vec<(String, String, String)> {
     wait_for("the runs' results", 120, || async {
         let rows: Vec<(String, String, String)> =
@@ -106,13 +135,14 @@ async fn each_forge_gets_pending_then_the_verdict_on_the_commit_and_one_comment_
     gh.fault("/statuses/", Fault::ServerError);
     gl.fault("/statuses/", Fault::RateLimited(1));
 
-    let mut remote = Remote::new();
-    let url = remote.serve(None);
-    remote.commit(&[("README.md", Some("load tests"))], "empty");
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let Setup {
+        remote,
+        url,
+        db,
+        pool,
+        dir,
+        port,
+    } = setup().await;
     let forges_yaml = format!(
         "- kind: github\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_GH_TOKEN}}\n  comment: true\n\
          - kind: gitlab\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_GL_TOKEN}}\n  comment: true\n\
@@ -283,13 +313,14 @@ async fn a_status_owed_when_the_daemon_is_killed_is_sent_exactly_once_after_a_re
     let gh = forges::github::start(GH_TOKEN, "qa/load-tests").await;
     // The forge is down from the start: every status is answered 500.
     gh.set_down(true);
-    let mut remote = Remote::new();
-    let url = remote.serve(None);
-    remote.commit(&[("README.md", Some("load tests"))], "empty");
-    let db = TestDb::new().await;
-    let pool = db.pool().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let Setup {
+        remote,
+        url,
+        db,
+        pool,
+        dir,
+        port,
+    } = setup().await;
     let forges_yaml = format!(
         "- kind: github\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_GH_TOKEN}}\n",
         forges::github::api_url(&gh)
