@@ -10,7 +10,9 @@
 //! `Authorization: token <token>`; 401 without or with a wrong one; 404 for another
 //! repository; 422 for an invalid body.
 
-use super::{comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State};
+use super::{
+    bearer_or_token, comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State,
+};
 use serde_json::json;
 
 pub const PREFIX: &str = "/api/v1";
@@ -41,10 +43,7 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
     match r.header("authorization") {
         None => return Resp::json(401, json!({"message": "token is required", "url": ""})),
         Some(a) => {
-            let token = a
-                .strip_prefix("token ")
-                .or_else(|| a.strip_prefix("Bearer "));
-            if token != Some(s.token.as_str()) {
+            if bearer_or_token(a) != Some(s.token.as_str()) {
                 return Resp::json(
                     401,
                     json!({"message": "user does not exist [uid: 0, name: ]", "url": ""}),

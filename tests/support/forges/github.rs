@@ -10,7 +10,9 @@
 //! 401 without a token or with a wrong one, 403 without a User-Agent, 400 for an API version
 //! it does not have, 404 for another repository or path, 422 for an invalid body.
 
-use super::{comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State};
+use super::{
+    bearer_or_token, comment_text, is_sha, only_keys, segments, str_field, Fake, Req, Resp, State,
+};
 use serde_json::json;
 
 pub const PREFIX: &str = "/api/v3";
@@ -46,10 +48,7 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             return Resp::json(401, json!({"message": "Requires authentication"}));
         }
         Some(a) => {
-            let token = a
-                .strip_prefix("Bearer ")
-                .or_else(|| a.strip_prefix("token "));
-            if token != Some(s.token.as_str()) {
+            if bearer_or_token(a) != Some(s.token.as_str()) {
                 return Resp::json(401, json!({"message": "Bad credentials"}));
             }
         }

@@ -29,6 +29,20 @@ fn not_found(what: &str) -> Resp {
     Resp::json(404, json!({"message": format!("404 {what} Not Found")}))
 }
 
+/// A note's merge request and text: 404 for another merge request, 400 without a `body`.
+fn note_request(s: &State, r: &Req, iid: &str) -> Result<(u64, String), Resp> {
+    let Some(iid) = s.merge_request_of(iid) else {
+        return Err(not_found("Merge Request"));
+    };
+    match r
+        .json_object()
+        .and_then(|b| comment_text(&b).map(str::to_string))
+    {
+        Some(body) => Ok((iid, body)),
+        None => Err(Resp::json(400, json!({"error": "body is missing"}))),
+    }
+}
+
 pub fn handle(s: &mut State, r: &Req) -> Resp {
     let token = r.header("private-token").or_else(|| {
         r.header("authorization")
@@ -134,15 +148,11 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             Resp::json(200, json!(r.page_of(all, 20)))
         }
         ("POST", ["projects", p, "merge_requests", iid, "notes"]) if project_ok(p) => {
-            let Some(iid) = s.merge_request_of(iid) else {
-                return not_found("Merge Request");
+            let (iid, body) = match note_request(s, r, iid) {
+                Ok(x) => x,
+                Err(resp) => return resp,
             };
-            let Some(b) = r.json_object() else {
-                return Resp::json(400, json!({"error": "body is missing"}));
-            };
-            let Some(body) = comment_text(&b) else {
-                return Resp::json(400, json!({"error": "body is missing"}));
-            };
+            let body = body.as_str();
             let id = s.create_comment(iid, body);
             Resp::json(
                 201,
@@ -150,15 +160,11 @@ pub fn handle(s: &mut State, r: &Req) -> Resp {
             )
         }
         ("PUT", ["projects", p, "merge_requests", iid, "notes", id]) if project_ok(p) => {
-            let Some(iid) = s.merge_request_of(iid) else {
-                return not_found("Merge Request");
+            let (iid, body) = match note_request(s, r, iid) {
+                Ok(x) => x,
+                Err(resp) => return resp,
             };
-            let Some(b) = r.json_object() else {
-                return Resp::json(400, json!({"error": "body is missing"}));
-            };
-            let Some(body) = comment_text(&b) else {
-                return Resp::json(400, json!({"error": "body is missing"}));
-            };
+            let body = body.as_str();
             let Some(id) = id
                 .parse::<u64>()
                 .ok()

@@ -392,3 +392,10 @@ pub fn str_field<'a>(body: &'a serde_json::Map<String, Value>, key: &str) -> Opt
 pub fn comment_text(body: &serde_json::Map<String, Value>) -> Option<&str> {
     str_field(body, "body").filter(|t| !t.is_empty())
 }
+
+/// The token of an `Authorization: Bearer <token>` or `Authorization: token <token>` header.
+pub fn bearer_or_token(authorization: &str) -> Option<&str> {
+    authorization
+        .strip_prefix("Bearer ")
+        .or_else(|| authorization.strip_prefix("token "))
+}
