@@ -9,6 +9,7 @@
 mod forges;
 mod support;
 
+use forges::e2e::files;
 use forges::{Fake, Fault};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,23 +34,16 @@ fn smoke(name: &str, target: std::net::SocketAddr, threshold: &str) -> Vec<(Stri
     ]
 }
 
-fn files(v: &[(String, String)]) -> Vec<(&str, Option<&str>)> {
-    v.iter()
-        .map(|(a, b)| (a.as_str(), Some(b.as_str())))
-        .collect()
-}
-
 fn write_config(dir: &Path, repo: &str, port: u16, forges_yaml: &str) -> PathBuf {
-    let cfg = dir.join("perfsync.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "repository:\n  url: {repo}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  publicUrl: {PUBLIC}\nwebhooks:\n  github: {{env: FS_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 2\nexecutor:\n  kind: local\ndelivery:\n  initialBackoff: 200ms\n  maxBackoff: 2s\n  requestTimeout: 5s\nforges:\n{forges_yaml}",
-            dir.join("state").display()
-        ),
+    forges::e2e::write_config(
+        dir,
+        repo,
+        port,
+        PUBLIC,
+        "FS_HOOK_SECRET",
+        2,
+        &format!("forges:\n{forges_yaml}"),
     )
-    .unwrap();
-    cfg
 }
 
 fn start(cfg: &Path, db_url: &str, port: u16) -> Daemon {

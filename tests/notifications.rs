@@ -9,6 +9,7 @@
 mod forges;
 mod support;
 
+use forges::e2e::files;
 use forges::{Fake, Fault};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -38,26 +39,19 @@ fn test_files(
     ]
 }
 
-fn files(v: &[(String, String)]) -> Vec<(&str, Option<&str>)> {
-    v.iter()
-        .map(|(a, b)| (a.as_str(), Some(b.as_str())))
-        .collect()
-}
-
 fn write_config(dir: &Path, repo: &str, port: u16) -> PathBuf {
-    let cfg = dir.join("perfsync.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "repository:\n  url: {repo}\nstateDir: {}\nserver:\n  listen: 127.0.0.1:{port}\n  publicUrl: {PUBLIC}\nwebhooks:\n  github: {{env: NT_HOOK_SECRET}}\nsync:\n  pollInterval: 0s\n  watch: false\npolicy:\n  allowedTargets: [http://127.0.0.1]\n  maxConcurrentRuns: 3\nexecutor:\n  kind: local\ndelivery:\n  initialBackoff: 200ms\n  maxBackoff: 2s\n  requestTimeout: 5s\nnotifications:\n\
-             - name: shop-slack\n  kind: slack\n  url: {{env: NT_SLACK_URL}}\n  on: [failed]\n  tests: {{matchLabels: {{team: shop}}}}\n\
-             - name: all-hooks\n  kind: webhook\n  url: {{env: NT_HOOK_URL}}\n  secret: {{env: NT_HMAC_KEY}}\n  on: [failed, succeeded]\n\
-             - name: recoveries\n  kind: webhook\n  url: {{env: NT_RECOVERY_URL}}\n  secret: {{env: NT_HMAC_KEY_2}}\n  on: [recovered]\n",
-            dir.join("state").display()
-        ),
+    forges::e2e::write_config(
+        dir,
+        repo,
+        port,
+        PUBLIC,
+        "NT_HOOK_SECRET",
+        3,
+        "notifications:\n\
+             - name: shop-slack\n  kind: slack\n  url: {env: NT_SLACK_URL}\n  on: [failed]\n  tests: {matchLabels: {team: shop}}\n\
+             - name: all-hooks\n  kind: webhook\n  url: {env: NT_HOOK_URL}\n  secret: {env: NT_HMAC_KEY}\n  on: [failed, succeeded]\n\
+             - name: recoveries\n  kind: webhook\n  url: {env: NT_RECOVERY_URL}\n  secret: {env: NT_HMAC_KEY_2}\n  on: [recovered]\n",
     )
-    .unwrap();
-    cfg
 }
 
 async fn result_of(pool: &sqlx::PgPool, test: &str, n: i64) -> Vec<(String, String)> {

@@ -6,6 +6,7 @@
 //! 429 with `Retry-After`, or every request 500 while the service is "down".
 #![allow(dead_code)]
 
+pub mod e2e;
 pub mod generic;
 pub mod gitea;
 pub mod github;
