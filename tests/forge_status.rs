@@ -61,18 +61,20 @@ fn start(cfg: &Path, db_url: &str, port: u16) -> Daemon {
     )
 }
 
-/// What every daemon test starts from: a served git remote with one commit, a database, a
-/// state directory and a free port.
-struct Setup {
-    remote: Remote,
-    url: String,
-    db: TestDb,
-    pool: sqlx::PgPool,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-async fn setup() -> Setup {
+/// The daemon reporting to `forges_yaml`, started past its first sync on what every daemon
+/// test starts from: a served git remote with one commit, a database, a state directory (with
+/// the configuration) and a free port.
+async fn started(
+    forges_yaml: &str,
+) -> (
+    Remote,
+    TestDb,
+    sqlx::PgPool,
+    tempfile::TempDir,
+    u16,
+    PathBuf,
+    Daemon,
+) {
     let mut remote = Remote::new();
     let url = remote.serve(None);
     remote.commit(&[("README.md", Some("load tests"))], "empty");
@@ -80,14 +82,10 @@ async fn setup() -> Setup {
     let pool = db.pool().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    Setup {
-        remote,
-        url,
-        db,
-        pool,
-        dir,
-        port,
-    }
+    let cfg = write_config(dir.path(), &url, port, forges_yaml);
+    let daemon = start(&cfg, &db.url, port);
+    wait_baseline(&pool).await;
+    (remote, db, pool, dir, port, cfg, daemon)
 }
 
 async fn results(pool: &sqlx::PgPool, n: i64) -> Vec<(String, String, String)> {
@@ -129,14 +127,6 @@ async fn each_forge_gets_pending_then_the_verdict_on_the_commit_and_one_comment_
     gh.fault("/statuses/", Fault::ServerError);
     gl.fault("/statuses/", Fault::RateLimited(1));
 
-    let Setup {
-        remote,
-        url,
-        db,
-        pool,
-        dir,
-        port,
-    } = setup().await;
     let forges_yaml = format!(
         "- kind: github\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_GH_TOKEN}}\n  comment: true\n\
          - kind: gitlab\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_GL_TOKEN}}\n  comment: true\n\
@@ -147,9 +137,7 @@ async fn each_forge_gets_pending_then_the_verdict_on_the_commit_and_one_comment_
         forges::gitea::api_url(&gt),
         forges::github::api_url(&gh2),
     );
-    let cfg = write_config(dir.path(), &url, port, &forges_yaml);
-    let daemon = start(&cfg, &db.url, port);
-    wait_baseline(&pool).await;
+    let (remote, db, pool, _dir, _port, cfg, daemon) = started(&forges_yaml).await;
 
     let mut all = smoke("fast", target, "p(95)<2000");
     all.extend(smoke("slow", target, "p(95)<0.001"));
@@ -307,21 +295,11 @@ async fn a_status_owed_when_the_daemon_is_killed_is_sent_exactly_once_after_a_re
     let gh = forges::github::start(GH_TOKEN, "qa/load-tests").await;
     // The forge is down from the start: every status is answered 500.
     gh.set_down(true);
-    let Setup {
-        remote,
-        url,
-        db,
-        pool,
-        dir,
-        port,
-    } = setup().await;
     let forges_yaml = format!(
         "- kind: github\n  apiUrl: {}\n  repository: qa/load-tests\n  token: {{env: FS_GH_TOKEN}}\n",
         forges::github::api_url(&gh)
     );
-    let cfg = write_config(dir.path(), &url, port, &forges_yaml);
-    let mut daemon = start(&cfg, &db.url, port);
-    wait_baseline(&pool).await;
+    let (remote, db, pool, _dir, port, cfg, mut daemon) = started(&forges_yaml).await;
     let head = remote.commit(&files(&smoke("fast", target, "p(95)<2000")), "add a test");
     let (status, _) = github_push(daemon.addr, SECRET, &head).await;
     assert_eq!(status, 202);
