@@ -6,6 +6,7 @@ pub mod daemon;
 pub mod http_git;
 pub mod kube_api;
 pub mod kube_ground;
+pub mod logs;
 pub mod operator;
 pub mod parts;
 

@@ -3,50 +3,12 @@
 
 use super::*;
 use serde_json::json;
-use std::sync::Mutex;
-
-/// Everything logged on this thread while the guard lives (tokio tests run the server on it).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
 
 const NULL_ID: &str = "0000000000000000000000000000000000000000";
 
 #[tokio::test]
 async fn a_push_deleting_the_tracked_branch_starts_no_sync() {
-    let logs = Logs::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish(),
-    );
+    let (logs, _guard) = crate::support::logs::Logs::capture();
     let mut h = harness_on("master").await;
     // docs.github.com's example is a deletion already (`after` null, `deleted: true`), of a
     // tag: pointed at the tracked branch. The others' examples are made deletions the way
