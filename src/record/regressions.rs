@@ -193,3 +193,14 @@ pub async fn change_points(
     }
     Ok(out)
 }
+
+/// `(test, first run)` of every stored p95 shift: what the status page marks.
+pub async fn p95_shift_runs(pool: &PgPool) -> Result<BTreeSet<(String, String)>, RecordError> {
+    Ok(sqlx::query_as::<_, (String, String)>(
+        "SELECT test_id, run_id FROM change_points WHERE metric = 'p95'",
+    )
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect())
+}

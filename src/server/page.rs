@@ -549,6 +549,11 @@ async fn index(state: Arc<AppState>, signed: bool) -> Response {
 
     let catalog = state.scheduler.as_ref().and_then(|s| s.catalog());
     b.push_str("<h2>Tests</h2><table><tr><th>Test</th><th>State</th><th>Last verdict</th><th>p95</th><th>p95 history</th><th>Last run</th></tr>");
+    // Runs where a p95 shift began, for every test at once: the page refreshes every 5 s.
+    let shifted: std::collections::BTreeSet<(String, String)> =
+        crate::record::regressions::p95_shift_runs(pool)
+            .await
+            .unwrap_or_default();
     if let Some(c) = &catalog {
         for t in &c.tests {
             let name = t.name.clone().unwrap_or_else(|| t.file.clone());
@@ -580,14 +585,6 @@ async fn index(state: Arc<AppState>, signed: bool) -> Response {
             let p95 = last
                 .and_then(|s| s.p95_ms())
                 .map_or("–".to_string(), |v| format!("{v:.1} ms"));
-            let shifted: std::collections::BTreeSet<String> =
-                crate::record::regressions::change_points(pool, Some(&name), 50)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|c| c.metric == "p95")
-                    .map(|c| c.run_id)
-                    .collect();
             let mut points: Vec<(&str, f64)> = history
                 .iter()
                 .filter_map(|s| s.p95_ms().map(|v| (s.run.id.as_str(), v)))
@@ -597,7 +594,7 @@ async fn index(state: Arc<AppState>, signed: bool) -> Response {
             let marks: Vec<usize> = points
                 .iter()
                 .enumerate()
-                .filter(|(_, (id, _))| shifted.contains(*id))
+                .filter(|(_, (id, _))| shifted.contains(&(name.clone(), id.to_string())))
                 .map(|(i, _)| i)
                 .collect();
             let run_link = last.map_or("–".to_string(), |s| {

@@ -571,6 +571,36 @@ impl GitSource {
         Ok(out)
     }
 
+    /// The names of the folders directly under `folder` at `commit` (one tree level read).
+    pub fn dirs_at(&self, commit: &str, folder: &str) -> Result<Vec<String>, SourceError> {
+        let repo = self.open()?;
+        let root = commit_tree(&repo, &self.url, commit)?;
+        let sub = match root.get_path(Path::new(folder.trim_matches('/'))) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => repo
+                .find_tree(e.id())
+                .map_err(|e| git_err(&self.url, "read a tree", e))?,
+            _ => return Ok(Vec::new()),
+        };
+        Ok(sub
+            .iter()
+            .filter(|e| e.kind() == Some(ObjectType::Tree))
+            .filter_map(|e| e.name().ok().map(str::to_string))
+            .collect())
+    }
+
+    /// The regular file at `path` in `commit`, when there is one: its blob id, for
+    /// [`GitSource::read_blob`]. A direct lookup; nothing else of the tree is walked.
+    pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<String>, SourceError> {
+        let repo = self.open()?;
+        let root = commit_tree(&repo, &self.url, commit)?;
+        Ok(match root.get_path(Path::new(path.trim_matches('/'))) {
+            Ok(e) if e.kind() == Some(ObjectType::Blob) && e.filemode() != SYMLINK_MODE => {
+                Some(e.id().to_string())
+            }
+            _ => None,
+        })
+    }
+
     /// A blob's content when it is at most `max` bytes (`None`: larger, and not read).
     pub fn read_blob(&self, oid: &str, max: u64) -> Result<Option<Vec<u8>>, SourceError> {
         let repo = self.open()?;

@@ -45,29 +45,20 @@ pub fn parse(path: &str, text: &str) -> Result<Vec<Entry>, String> {
         })
 }
 
-/// Imports every acknowledgement file under `results_dir` at `head`. Best effort: a bad file
-/// is reported (file and line) and skipped; the sync goes on.
+/// Imports `<results_dir>/<test>/acknowledged.yaml` of every test folder at `head`, each
+/// looked up by path: the results folder, which grows by a file per run, is read one level
+/// deep, never walked. Best effort: a bad file is reported (file and line) and skipped; the
+/// sync goes on.
 pub async fn import(source: &GitSource, pool: &PgPool, head: &str, results_dir: &str) {
     let listed = {
         let (src, head, dir) = (source.clone(), head.to_string(), results_dir.to_string());
         tokio::task::spawn_blocking(move || {
-            let files = src.files_at(&head, &dir)?;
             let mut out = Vec::new();
-            for (path, oid) in files {
-                let Some(rest) = path.strip_prefix(&format!("{dir}/")) else {
-                    continue;
-                };
-                let Some((test, name)) = rest.split_once('/') else {
-                    continue;
-                };
-                if name != FILE {
-                    continue;
+            for test in src.dirs_at(&head, &dir)? {
+                let path = format!("{dir}/{test}/{FILE}");
+                if let Some(oid) = src.file_at(&head, &path)? {
+                    out.push((path, test, src.read_blob(&oid, MAX_BYTES)?));
                 }
-                out.push((
-                    path.clone(),
-                    test.to_string(),
-                    src.read_blob(&oid, MAX_BYTES)?,
-                ));
             }
             Ok::<_, crate::source::SourceError>(out)
         })
