@@ -204,31 +204,8 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
         ),
     )
     .unwrap();
-    let base = format!("http://{target}");
-    let rw = format!("{}/api/v1/write", prom.url);
-    let env = [
-        ("BASE", base.as_str()),
-        ("K6_PROMETHEUS_RW_SERVER_URL", rw.as_str()),
-        ("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "true"),
-        ("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s"),
-    ];
     let run = |testid: &str, instance: &str, segment: Option<&str>| {
-        let tag_id = format!("testid={testid}");
-        let tag_instance = format!("instance_id={instance}");
-        let mut args = vec![
-            "--vus",
-            "10",
-            "--iterations",
-            "400",
-            "--tag",
-            &tag_id,
-            // As the local executor tags each runner (the k6-operator does the same).
-            "--tag",
-            &tag_instance,
-            "-o",
-            "experimental-prometheus-rw",
-            "--summary-trend-stats=avg,min,med,max,p(90),p(95),p(99),count",
-        ];
+        let mut args = vec!["--vus", "10", "--iterations", "400"];
         if let Some(seg) = segment {
             args.extend([
                 "--execution-segment",
@@ -237,7 +214,15 @@ async fn a_prometheus_backed_p95_matches_k6_within_a_bucket() {
                 "0,1/2,1",
             ]);
         }
-        let out = k6(dir.path(), "entry.js", &args, &env);
+        let out = k6_remote_write(
+            dir.path(),
+            "entry.js",
+            target,
+            &prom.url,
+            testid,
+            instance,
+            &args,
+        );
         assert_eq!(out.0, 0, "{}", out.1);
         out
     };
@@ -329,32 +314,15 @@ async fn samples_a_script_writes_under_another_runs_testid_never_count() {
         )
         .unwrap();
     }
-    let base = format!("http://{target}");
-    let rw = format!("{}/api/v1/write", prom.url);
-    let env = [
-        ("BASE", base.as_str()),
-        ("K6_PROMETHEUS_RW_SERVER_URL", rw.as_str()),
-        ("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "true"),
-        ("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s"),
-    ];
     let run = |entry: &str, testid: &str| {
-        k6(
+        k6_remote_write(
             dir.path(),
             entry,
-            &[
-                "--vus",
-                "4",
-                "--iterations",
-                "80",
-                "--tag",
-                &format!("testid={testid}"),
-                "--tag",
-                "instance_id=1",
-                "-o",
-                "experimental-prometheus-rw",
-                "--summary-trend-stats=avg,min,med,max,p(90),p(95),p(99),count",
-            ],
-            &env,
+            target,
+            &prom.url,
+            testid,
+            "1",
+            &["--vus", "4", "--iterations", "80"],
         )
     };
     let forged = run("forger-entry.js", "forger-1");
@@ -450,6 +418,43 @@ fn sample(run: &str, end_offset_s: i64, p95: f64) -> RunSummary {
         baseline: None,
         tolerance: &RegressionTolerance::default(),
     })
+}
+
+/// k6 on `entry` against the demo target at `target`, remote-writing native histograms to
+/// the Prometheus at `prom`, tagged as the local executor tags runner `instance` of run
+/// `testid` (the k6-operator does the same); `args` are the load options.
+fn k6_remote_write(
+    dir: &std::path::Path,
+    entry: &str,
+    target: std::net::SocketAddr,
+    prom: &str,
+    testid: &str,
+    instance: &str,
+    args: &[&str],
+) -> (i32, String) {
+    let base = format!("http://{target}");
+    let rw = format!("{prom}/api/v1/write");
+    let env = [
+        ("BASE", base.as_str()),
+        ("K6_PROMETHEUS_RW_SERVER_URL", rw.as_str()),
+        ("K6_PROMETHEUS_RW_TREND_AS_NATIVE_HISTOGRAM", "true"),
+        ("K6_PROMETHEUS_RW_PUSH_INTERVAL", "1s"),
+    ];
+    let (tag_id, tag_instance) = (
+        format!("testid={testid}"),
+        format!("instance_id={instance}"),
+    );
+    let mut all = args.to_vec();
+    all.extend([
+        "--tag",
+        &tag_id,
+        "--tag",
+        &tag_instance,
+        "-o",
+        "experimental-prometheus-rw",
+        "--summary-trend-stats=avg,min,med,max,p(90),p(95),p(99),count",
+    ]);
+    k6(dir, entry, &all, &env)
 }
 
 struct Setup {
